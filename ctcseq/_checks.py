@@ -1,0 +1,54 @@
+"""Argument validation shared by the public entry points.
+
+Every check raises ``ValueError`` naming the argument, before any kernel runs.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def is_cuda_array(x):
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def float_array3(x, name):
+    """A C-contiguous (T, N, C) float32/float64 array."""
+    arr = np.asarray(x)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (T, N, C), got shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def int_array(x, name, ndim=None):
+    """An int64 copy of an integer array-like (bool and float are refused)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim not in ndim:
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, ndim))} dimension(s), got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def lengths(x, name, n, upper, upper_name):
+    """(n,) int64 lengths, each in [0, upper]."""
+    arr = int_array(x, name)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) (one per sequence), got shape {arr.shape}")
+    bad = np.flatnonzero((arr < 0) | (arr > upper))
+    if bad.size:
+        i = bad[0]
+        raise ValueError(
+            f"{name}[{i}] = {arr[i]} is outside [0, {upper}] ({upper_name} = {upper})")
+    return arr
+
+
+def label_index(x, name, num_classes):
+    """A label (e.g. ``blank``) as a Python int in [0, num_classes)."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {x!r}")
+    if not 0 <= x < num_classes:
+        raise ValueError(f"{name} = {x} is outside [0, {num_classes}) (C = {num_classes})")
+    return int(x)
