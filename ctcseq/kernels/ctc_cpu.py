@@ -2,19 +2,27 @@
 
 State space: the extended label sequence l' = (blank, y1, blank, y2, ...,
 blank) of length L = 2S + 1.  alpha[t, s] is the log-probability of all
-prefixes of length t + 1 ending in state s, emission at t included; beta_t(s)
-is the log-probability of all suffixes leaving state s at t, emission at t
-excluded, so alpha[t, s] + beta_t(s) - log P is the log-occupancy of s at t
-and the gradient of -log P with respect to log_probs[t, c] is minus the sum of
-occupancies of the states labelled c.
+prefixes of length t + 1 ending in state s, emission at t included.  The
+gradient of -log P with respect to log_probs[t, c] is minus the posterior
+occupancy of class c at frame t, summed over the states labelled c.
 
-Speed without giving up log-space stability: each step subtracts the row
-maximum M once, takes one vectorised exp per state and one vectorised log per
-state (``vecmath``), instead of two exps and a log per state for a pairwise
-logaddexp.  A state whose incoming scaled sum falls below ``_TINY`` (its
-inputs are all > ~645 nats below the row maximum) is recomputed with an exact
-local logsumexp, so no state is ever lost to underflow.  All arithmetic is in
-float64 whatever the input dtype.
+Forward, in log space without a logaddexp per edge: each step subtracts the
+row maximum M once and takes one vectorised exp and one vectorised log per
+state (``vecmath``).  A state whose incoming scaled sum falls below ``_TINY``
+(all its inputs > ~645 nats below the row maximum) is recomputed with an
+exact logsumexp, so no state is lost to underflow however extreme the inputs.
+
+Backward, on posterior occupancies rather than betas: with E[t, s] = exp(
+alpha[t-1, s] - M) kept from the forward and tot[t, s'] the sum of E over the
+predecessors of s', the occupancy of s at t-1 is
+E[t, s] * sum over successors s' of occ[t, s'] / tot[t, s'],
+which needs no exp or log at all.  Occupancies are probabilities, so what
+underflows is below 1e-300 in absolute terms and can never grow back; states
+whose tot fell below ``_TINY`` take their exact weights from alpha.
+
+Only states on some complete path are visited: at frame t those that can be
+reached from the start and can still reach the end (exact bands, repeats
+included).  All arithmetic is in float64 whatever the input dtype.
 """
 import math
 
@@ -40,25 +48,48 @@ def _lse3(a, b, c):
 
 
 @njit(**_JIT)
-def _extend(targets, off, S, blank, lab, skip):
-    """Fill the extended labels and the skip mask (skip[s] = 1.0 when s-2 -> s
-    is allowed: s is a label and differs from the label two states back).
-    ``skip`` has two trailing zeros so the backward pass can read skip[s + 2].
-    Returns the minimum number of frames the target needs."""
+def _extend(targets, off, S, blank, lab, skip, pre, suf):
+    """Fill the extended labels, the skip mask (skip[s] = 1.0 when s-2 -> s is
+    allowed: s is a label that differs from the label two states back; two
+    trailing zeros let the backward pass read skip[s + 2]), and the fewest
+    frames needed to be in state s counting from the start (pre) or to finish
+    from it (suf), both including the frame in s.  Returns the fewest frames
+    the whole target needs."""
     L = 2 * S + 1
-    need = S
     for s in range(L + 2):
         skip[s] = 0.0
     for s in range(L):
         lab[s] = blank
     for k in range(S):
         lab[2 * k + 1] = targets[off + k]
-        if k > 0:
-            if targets[off + k] == targets[off + k - 1]:
-                need += 1
-            else:
-                skip[2 * k + 1] = 1.0
-    return need
+        if k > 0 and targets[off + k] != targets[off + k - 1]:
+            skip[2 * k + 1] = 1.0
+    pre[0] = 1
+    if L > 1:
+        pre[1] = 1
+    for s in range(2, L):
+        pre[s] = pre[s - 2] + 1 if skip[s] > 0.0 else pre[s - 1] + 1
+    suf[L - 1] = 1
+    if L > 1:
+        suf[L - 2] = 1
+    for s in range(L - 3, -1, -1):
+        suf[s] = suf[s + 2] + 1 if skip[s + 2] > 0.0 else suf[s + 1] + 1
+    return 0 if L == 1 else min(pre[L - 1], pre[L - 2])  # empty target: no frame needed
+
+
+@njit(**_JIT)
+def _bands(pre, suf, L, Tn, lo, hi):
+    """lo[t], hi[t]: the states [lo, hi) on some complete path at frame t.
+    pre is nondecreasing and suf nonincreasing in s, so each is a range."""
+    a = 0
+    b = 0
+    for t in range(Tn):
+        while b < L and pre[b] <= t + 1:
+            b += 1
+        while a < L and suf[a] > Tn - t:
+            a += 1
+        lo[t] = a
+        hi[t] = b
 
 
 @njit(**_JIT)
@@ -74,48 +105,58 @@ def _has_nan(log_probs, n, Tn):
     return False
 
 
-@njit(**_JIT)
-def _row_max(row, L):
+# nnan lets LLVM vectorise the max reduction; rows never hold NaN (inputs
+# with NaN are screened out before the recursions run).
+@njit(fastmath={"nnan", "nsz"}, **_JIT)
+def _row_max(row, lo, hi):
     m = _NEG_INF
-    for s in range(L):
+    for s in range(lo, hi):
         if row[s] > m:
             m = row[s]
     return m
 
 
 @njit(**_JIT)
-def _forward(log_probs, n, Tn, lab, skip, L, alpha, emit, epad):
-    """Fill alpha[:Tn, :L]; return log P (-inf when no path has mass)."""
+def _forward(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, emit):
+    """Fill alpha[:Tn, :L] (-inf outside each frame's band) and E (see the
+    module docstring; E[t, s + 2] holds the scaled alpha[t - 1, s]).
+    Returns log P."""
     for s in range(L):
         alpha[0, s] = _NEG_INF
-    alpha[0, 0] = log_probs[0, n, lab[0]]
-    if L > 1:
-        alpha[0, 1] = log_probs[0, n, lab[1]]
-    epad[0] = 0.0
-    epad[1] = 0.0
+    for s in range(lo[0], hi[0]):
+        alpha[0, s] = log_probs[0, n, lab[s]]
     for t in range(1, Tn):
         prev = alpha[t - 1]
         cur = alpha[t]
-        M = _row_max(prev, L)
+        ep = E[t]
+        a, b = lo[t], hi[t]
+        M = _row_max(prev, lo[t - 1], hi[t - 1])
         if M == _NEG_INF:
             for tt in range(t, Tn):
                 for s in range(L):
                     alpha[tt, s] = _NEG_INF
             return _NEG_INF
-        for s in range(L):
+        for s in range(a, b):  # a gather: kept out of the vectorised loops
             emit[s] = log_probs[t, n, lab[s]]
-            epad[s + 2] = vexp(prev[s] - M)
+        ep[0] = 0.0
+        ep[1] = 0.0
+        for s in range(max(a - 2, 0), b):
+            ep[s + 2] = vexp(prev[s] - M)
         n_tiny = 0
-        for s in range(L):
-            tot = epad[s + 2] + epad[s + 1] + skip[s] * epad[s]
+        for s in range(a, b):
+            tot = ep[s + 2] + ep[s + 1] + skip[s] * ep[s]
             n_tiny += tot < _TINY
             cur[s] = M + vlog(max(tot, _TINY)) + emit[s]
         if n_tiny:
-            for s in range(L):
-                if epad[s + 2] + epad[s + 1] + skip[s] * epad[s] < _TINY:
+            for s in range(a, b):
+                if ep[s + 2] + ep[s + 1] + skip[s] * ep[s] < _TINY:
                     a1 = prev[s - 1] if s >= 1 else _NEG_INF
                     a2 = prev[s - 2] if skip[s] > 0.0 else _NEG_INF
                     cur[s] = _lse3(prev[s], a1, a2) + emit[s]
+        for s in range(a):
+            cur[s] = _NEG_INF
+        for s in range(b, L):
+            cur[s] = _NEG_INF
     last = alpha[Tn - 1]
     if L > 1:
         return _lse3(last[L - 1], last[L - 2], _NEG_INF)
@@ -123,44 +164,55 @@ def _forward(log_probs, n, Tn, lab, skip, L, alpha, emit, epad):
 
 
 @njit(**_JIT)
-def _backward_grad(log_probs, n, Tn, lab, skip, L, alpha, logp, scale,
-                   grad, beta, nbeta, emit, epad, occ):
-    """Run the beta recursion from Tn - 1 down to 0 and add
-    -scale * occupancy into grad[t, n, :] (which the caller has zeroed)."""
+def _backward_grad(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, logp,
+                   blank, scale, grad, occ, nocc, q):
+    """Propagate occupancies from frame Tn - 1 down to 0 and add
+    -scale * occupancy into grad[t, n, :] (which the caller has zeroed).
+    occ, nocc: (L,) work rows; q: (L + 2,)."""
     for s in range(L):
-        beta[s] = _NEG_INF
-    beta[L - 1] = 0.0
+        occ[s] = 0.0
+    occ[L - 1] = math.exp(alpha[Tn - 1, L - 1] - logp)
     if L > 1:
-        beta[L - 2] = 0.0
-    epad[L] = 0.0
-    epad[L + 1] = 0.0
+        occ[L - 2] = math.exp(alpha[Tn - 1, L - 2] - logp)
     for t in range(Tn - 1, -1, -1):
-        a = alpha[t]
-        for s in range(L):
-            occ[s] = vexp(a[s] + beta[s] - logp)
-        for s in range(L):
+        a, b = lo[t], hi[t]
+        blank_occ = 0.0
+        for s in range(a + (a & 1), b, 2):
+            blank_occ += occ[s]
+        grad[t, n, blank] -= scale * blank_occ
+        for s in range(a | 1, b, 2):  # labels: a scatter
             grad[t, n, lab[s]] -= scale * occ[s]
         if t == 0:
             break
-        # beta_{t-1}(s) = logsumexp over s' in {s, s+1, s+2} of emit_t(s') + beta_t(s')
-        for s in range(L):
-            emit[s] = log_probs[t, n, lab[s]] + beta[s]
-        M = _row_max(emit, L)  # > -inf: some path passes through frame t
-        for s in range(L):
-            epad[s] = vexp(emit[s] - M)
+        # q(s') = occ(s') / tot(s'): the share of s' that each predecessor s
+        # receives in proportion to E[t, s]; 0 where tot underflowed (exact
+        # weights below) and just outside the band.
+        ep = E[t]
+        pa, pb = lo[t - 1], hi[t - 1]
         n_tiny = 0
-        for s in range(L):
-            tot = epad[s] + epad[s + 1] + skip[s + 2] * epad[s + 2]
-            n_tiny += tot < _TINY
-            nbeta[s] = M + vlog(max(tot, _TINY))
+        for s in range(a, b):
+            tot = ep[s + 2] + ep[s + 1] + skip[s] * ep[s]
+            ok = tot >= _TINY
+            n_tiny += (not ok) and occ[s] > 0.0
+            q[s] = occ[s] / tot if ok else 0.0
+        for s in range(pa, a):
+            q[s] = 0.0
+        q[b] = 0.0
+        q[b + 1] = 0.0
+        for s in range(pa, pb):
+            nocc[s] = ep[s + 2] * (q[s] + q[s + 1] + skip[s + 2] * q[s + 2])
         if n_tiny:
-            for s in range(L):
-                if epad[s] + epad[s + 1] + skip[s + 2] * epad[s + 2] < _TINY:
-                    b1 = emit[s + 1] if s + 1 < L else _NEG_INF
-                    b2 = emit[s + 2] if skip[s + 2] > 0.0 else _NEG_INF
-                    nbeta[s] = _lse3(emit[s], b1, b2)
-        for s in range(L):
-            beta[s] = nbeta[s]
+            prev = alpha[t - 1]
+            for s in range(a, b):
+                tot = ep[s + 2] + ep[s + 1] + skip[s] * ep[s]
+                if tot < _TINY and occ[s] > 0.0:
+                    log_in = alpha[t, s] - log_probs[t, n, lab[s]]
+                    nocc[s] += occ[s] * math.exp(prev[s] - log_in)
+                    if s >= 1:
+                        nocc[s - 1] += occ[s] * math.exp(prev[s - 1] - log_in)
+                    if skip[s] > 0.0:
+                        nocc[s - 2] += occ[s] * math.exp(prev[s - 2] - log_in)
+        occ, nocc = nocc, occ
 
 
 @njit(parallel=True, **_JIT)
@@ -194,7 +246,9 @@ def ctc_forward_backward(log_probs, targets, target_offsets, input_lengths,
                     grad[t, n, c] = 0.0
         lab = np.empty(L, np.int64)
         skip = np.empty(L + 2, np.float64)
-        need = _extend(targets, target_offsets[n], S, blank, lab, skip)
+        pre = np.empty(L, np.int64)
+        suf = np.empty(L, np.int64)
+        need = _extend(targets, target_offsets[n], S, blank, lab, skip, pre, suf)
         if _has_nan(log_probs, n, Tn):
             logp = np.nan
         elif Tn < need:
@@ -202,18 +256,19 @@ def ctc_forward_backward(log_probs, targets, target_offsets, input_lengths,
         elif Tn == 0:
             logp = 0.0  # empty input, empty target
         else:
+            lo = np.empty(Tn, np.int64)
+            hi = np.empty(Tn, np.int64)
+            _bands(pre, suf, L, Tn, lo, hi)
             alpha = np.empty((Tn, L), np.float64)
-            emit = np.empty(L + 2, np.float64)
-            epad = np.empty(L + 2, np.float64)
-            logp = _forward(log_probs, n, Tn, lab, skip, L, alpha, emit, epad)
+            E = np.empty((Tn, L + 2), np.float64)
+            emit = np.empty(L, np.float64)
+            logp = _forward(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, emit)
             if want_grad and logp > _NEG_INF:
-                beta = np.empty(L, np.float64)
-                nbeta = np.empty(L, np.float64)
                 occ = np.empty(L, np.float64)
-                emit[L] = _NEG_INF
-                emit[L + 1] = _NEG_INF
-                _backward_grad(log_probs, n, Tn, lab, skip, L, alpha, logp,
-                               grad_scale[n], grad, beta, nbeta, emit, epad, occ)
+                nocc = np.empty(L, np.float64)
+                q = np.empty(L + 2, np.float64)
+                _backward_grad(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E,
+                               logp, blank, grad_scale[n], grad, occ, nocc, q)
         nll[n] = -logp
         if want_grad and not (logp > _NEG_INF) and Tn > 0:
             for t in range(Tn):
