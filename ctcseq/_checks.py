@@ -12,13 +12,13 @@ def is_cuda_array(x):
 
 
 def float_array3(x, name):
-    """A C-contiguous (T, N, C) float32/float64 array."""
+    """A (T, N, C) float32/float64 array, not copied (any strides)."""
     arr = np.asarray(x)
     if arr.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} must be float32 or float64, got dtype {arr.dtype}")
     if arr.ndim != 3:
         raise ValueError(f"{name} must be 3-D (T, N, C), got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def int_array(x, name, ndim=None):

@@ -221,7 +221,7 @@ def ctc_forward_backward(log_probs, targets, target_offsets, input_lengths,
     """Negative log-likelihood per sequence and, if ``grad`` is not empty,
     its gradient with respect to ``log_probs``.
 
-    log_probs : (T, N, C) float32/float64, C-contiguous; frames at and past
+    log_probs : (T, N, C) float32/float64, any strides; frames at and past
         input_lengths[n] are never read.
     targets : 1-D int64, sequence n's labels at
         targets[target_offsets[n] : target_offsets[n] + target_lengths[n]].
