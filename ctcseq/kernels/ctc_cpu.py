@@ -93,14 +93,18 @@ def _bands(pre, suf, L, Tn, lo, hi):
 
 
 @njit(**_JIT)
+def _row_has_nan(log_probs, t, n):
+    bad = 0
+    for c in range(log_probs.shape[2]):
+        x = log_probs[t, n, c]
+        bad += x != x
+    return bad > 0
+
+
+@njit(**_JIT)
 def _has_nan(log_probs, n, Tn):
-    C = log_probs.shape[2]
     for t in range(Tn):
-        bad = 0
-        for c in range(C):
-            x = log_probs[t, n, c]
-            bad += x != x
-        if bad:
+        if _row_has_nan(log_probs, t, n):
             return True
     return False
 
@@ -120,7 +124,10 @@ def _row_max(row, lo, hi):
 def _forward(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, emit):
     """Fill alpha[:Tn, :L] (-inf outside each frame's band) and E (see the
     module docstring; E[t, s + 2] holds the scaled alpha[t - 1, s]).
-    Returns log P."""
+    Returns log P, or NaN as soon as a frame holds a NaN (each frame is
+    screened just before its gather, while it is in cache)."""
+    if _row_has_nan(log_probs, 0, n):
+        return np.nan
     for s in range(L):
         alpha[0, s] = _NEG_INF
     for s in range(lo[0], hi[0]):
@@ -136,6 +143,8 @@ def _forward(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, emit):
                 for s in range(L):
                     alpha[tt, s] = _NEG_INF
             return _NEG_INF
+        if _row_has_nan(log_probs, t, n):
+            return np.nan
         for s in range(a, b):  # a gather: kept out of the vectorised loops
             emit[s] = log_probs[t, n, lab[s]]
         ep[0] = 0.0
@@ -167,7 +176,7 @@ def _forward(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, emit):
 def _backward_grad(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, logp,
                    blank, scale, grad, occ, nocc, q):
     """Propagate occupancies from frame Tn - 1 down to 0 and add
-    -scale * occupancy into grad[t, n, :] (which the caller has zeroed).
+    -scale * occupancy into grad[t, n, :], zeroing each row just before.
     occ, nocc: (L,) work rows; q: (L + 2,)."""
     for s in range(L):
         occ[s] = 0.0
@@ -176,6 +185,8 @@ def _backward_grad(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E, logp,
         occ[L - 2] = math.exp(alpha[Tn - 1, L - 2] - logp)
     for t in range(Tn - 1, -1, -1):
         a, b = lo[t], hi[t]
+        for c in range(grad.shape[2]):
+            grad[t, n, c] = 0.0
         blank_occ = 0.0
         for s in range(a + (a & 1), b, 2):
             blank_occ += occ[s]
@@ -240,19 +251,13 @@ def ctc_forward_backward(log_probs, targets, target_offsets, input_lengths,
         Tn = input_lengths[n]
         S = target_lengths[n]
         L = 2 * S + 1
-        if want_grad:
-            for t in range(grad.shape[0]):
-                for c in range(grad.shape[2]):
-                    grad[t, n, c] = 0.0
         lab = np.empty(L, np.int64)
         skip = np.empty(L + 2, np.float64)
         pre = np.empty(L, np.int64)
         suf = np.empty(L, np.int64)
         need = _extend(targets, target_offsets[n], S, blank, lab, skip, pre, suf)
-        if _has_nan(log_probs, n, Tn):
-            logp = np.nan
-        elif Tn < need:
-            logp = _NEG_INF
+        if Tn < need:
+            logp = np.nan if _has_nan(log_probs, n, Tn) else _NEG_INF
         elif Tn == 0:
             logp = 0.0  # empty input, empty target
         else:
@@ -270,7 +275,11 @@ def ctc_forward_backward(log_probs, targets, target_offsets, input_lengths,
                 _backward_grad(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E,
                                logp, blank, grad_scale[n], grad, occ, nocc, q)
         nll[n] = -logp
-        if want_grad and not (logp > _NEG_INF) and Tn > 0:
-            for t in range(Tn):
-                for c in range(grad.shape[2]):
-                    grad[t, n, c] = np.nan
+        if want_grad:
+            # the backward pass wrote rows t < Tn unless the loss is NaN or inf
+            no_backward = not logp > _NEG_INF
+            for t in range(grad.shape[0]):
+                if t >= Tn or no_backward:
+                    v = 0.0 if t >= Tn else np.nan
+                    for c in range(grad.shape[2]):
+                        grad[t, n, c] = v
