@@ -1,0 +1,126 @@
+"""Feature extraction and normalisation."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ctcseq.features import (AudioError, FeatureConfig, Normalizer, add_deltas,
+                             compute_features, load_audio)
+
+
+def tone(freq, seconds=0.5, sr=16000, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_default_is_graves_2013_fbank_123():
+    cfg = FeatureConfig()
+    f = compute_features(tone(440), cfg)
+    assert cfg.dim == 123 and f.shape == (1 + (8000 - 400) // 160, 123)
+    assert f.dtype == np.float32 and np.all(np.isfinite(f))
+
+
+def test_mfcc_graves_2006_26():
+    cfg = FeatureConfig(kind="mfcc", deltas=1)
+    f = compute_features(tone(440), cfg)
+    assert cfg.dim == 26 and f.shape[1] == 26
+
+
+def test_tone_peaks_in_the_right_mel_channel():
+    import librosa
+    cfg = FeatureConfig(deltas=0, energy=False)
+    for freq in (300.0, 1000.0, 3000.0):
+        f = compute_features(tone(freq), cfg)
+        centres = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=8000, htk=True)[1:-1]
+        peak = int(np.argmax(f.mean(0)))
+        assert abs(centres[peak] - freq) < 0.15 * freq + 60
+
+
+def test_energy_is_log_frame_energy():
+    y = tone(500)
+    cfg = FeatureConfig(deltas=0)
+    f = compute_features(y, cfg)
+    frame = y[160 * 3: 160 * 3 + 400].astype(np.float64)
+    np.testing.assert_allclose(f[3, -1], np.log(np.sum(frame ** 2)), rtol=1e-5)
+    # mfcc with energy: c0 replaced by the same value
+    m = compute_features(y, FeatureConfig(kind="mfcc", deltas=0))
+    np.testing.assert_allclose(m[3, 0], f[3, -1], rtol=1e-6)
+
+
+def test_deltas_of_a_ramp_are_its_slope():
+    x = np.arange(20, dtype=float)[:, None] * np.array([[1.0, -2.0]])
+    d = add_deltas(x, order=2, window=2)
+    assert d.shape == (20, 6)
+    np.testing.assert_allclose(d[2:-2, 2:4], [[1.0, -2.0]] * 16)
+    np.testing.assert_allclose(d[4:-4, 4:6], 0.0, atol=1e-12)
+
+
+def test_silence_is_finite():
+    f = compute_features(np.zeros(4000, np.float32))
+    assert np.all(np.isfinite(f))
+
+
+def test_audio_formats_rates_and_channels(tmp_path):
+    y = tone(700, sr=44100)
+    stereo = np.stack([y, 0.5 * y], axis=1)
+    for ext in ("wav", "flac", "ogg"):
+        p = tmp_path / f"a.{ext}"
+        sf.write(p, stereo, 44100)
+        a = load_audio(p, 16000)
+        assert a.dtype == np.float32 and abs(a.shape[0] - 8000) <= 2
+        # channels averaged: amplitude 0.75 * 0.5
+        assert 0.3 < np.max(np.abs(a)) < 0.45
+
+
+def test_bad_audio_gives_clear_errors(tmp_path):
+    with pytest.raises(AudioError, match="missing.wav: cannot read audio"):
+        load_audio(tmp_path / "missing.wav", 16000)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wav file")
+    with pytest.raises(AudioError, match="junk.wav: cannot read audio"):
+        load_audio(junk, 16000)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="empty.wav: empty audio"):
+        load_audio(empty, 16000)
+    with pytest.raises(AudioError, match="short.wav: too short"):
+        compute_features(np.zeros(100), name="short.wav")
+    with pytest.raises(AudioError, match="NaN"):
+        compute_features(np.full(1000, np.nan))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(kind="plp"), "kind"), (dict(deltas=3), "deltas"), (dict(hop_ms=30.0), "hop_ms"),
+    (dict(fmax=9000.0), "fmax"), (dict(kind="mfcc", n_mfcc=50), "n_mfcc"),
+    (dict(sample_rate=0), "sample_rate"),
+])
+def test_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        FeatureConfig(**kw)
+
+
+def test_config_round_trip():
+    cfg = FeatureConfig(kind="mfcc", n_mels=23, deltas=1)
+    assert FeatureConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown feature settings"):
+        FeatureConfig.from_dict({**cfg.to_dict(), "nfft": 512})
+
+
+def test_normalizer_global_and_per_speaker(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.normal(5.0, 2.0, size=(300, 3))
+    b = rng.normal(-1.0, 0.5, size=(200, 3))
+    glob = Normalizer().fit([(a, "spk1"), (b, "spk2")])
+    both = glob(np.concatenate([a, b]))
+    np.testing.assert_allclose(both.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(both.std(0), 1.0, atol=1e-4)
+    per = Normalizer(per_speaker=True).fit([(a, "spk1"), (b, "spk2")])
+    np.testing.assert_allclose(per(b, "spk2").mean(0), 0.0, atol=1e-5)
+    np.testing.assert_array_equal(per(b, "unseen"), glob(b))  # unseen speaker: global stats
+    path = tmp_path / "cmvn.json"
+    per.save(path)
+    again = Normalizer.load(path)
+    np.testing.assert_array_equal(again(a, "spk1"), per(a, "spk1"))
+    with pytest.raises(ValueError, match=r"shape \(n_frames, 3\)"):
+        glob(np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="no statistics"):
+        Normalizer()(a)
