@@ -124,3 +124,52 @@ def test_normalizer_global_and_per_speaker(tmp_path):
         glob(np.zeros((4, 5)))
     with pytest.raises(ValueError, match="no statistics"):
         Normalizer()(a)
+
+
+# --- corpus extraction -----------------------------------------------------
+
+def _corpus(tmp_path):
+    wavs = {}
+    for i in range(5):
+        p = tmp_path / f"u{i}.wav"
+        sf.write(p, tone(300 + 100 * i, seconds=0.3, sr=22050), 22050)
+        wavs[f"spk_u{i}"] = str(p)
+    (tmp_path / "bad.wav").write_bytes(b"garbage")
+    wavs["spk_bad"] = str(tmp_path / "bad.wav")
+    sf.write(tmp_path / "short.wav", np.zeros(50, np.float32), 16000)
+    wavs["spk_short"] = str(tmp_path / "short.wav")
+    return wavs
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_extract_corpus_parallel_resumable_with_failures(tmp_path, jobs, capsys):
+    from ctcseq.extract import FeatureStore, extract_corpus
+    wavs = _corpus(tmp_path)
+    out = tmp_path / "feats"
+    res = extract_corpus(wavs, str(out), jobs=jobs)
+    assert res["extracted"] == 5 and res["skipped"] == 0
+    assert set(res["failed"]) == {"spk_bad", "spk_short"}
+    assert "too short" in res["failed"]["spk_short"]
+    assert "spk_bad" in capsys.readouterr().err  # failures listed at the end
+    store = FeatureStore(str(out))
+    assert sorted(store.keys()) == [f"spk_u{i}" for i in range(5)]
+    direct = compute_features(load_audio(wavs["spk_u2"], 16000))
+    np.testing.assert_array_equal(store["spk_u2"], direct)
+    # a killed run leaves only whole files: delete one and rerun -> only it is redone
+    os_remove = (out / "npy" / "spk_u3.npy")
+    os_remove.unlink()
+    mtime = (out / "npy" / "spk_u1.npy").stat().st_mtime_ns
+    res2 = extract_corpus(wavs, str(out), jobs=jobs)
+    assert res2["extracted"] == 1 and res2["skipped"] == 4
+    assert (out / "npy" / "spk_u1.npy").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="other settings"):
+        extract_corpus(wavs, str(out), FeatureConfig(kind="mfcc"))
+
+
+def test_feature_store_errors(tmp_path):
+    from ctcseq.extract import FeatureStore
+    with pytest.raises(ValueError, match="not a feature directory"):
+        FeatureStore(str(tmp_path))
+    (tmp_path / "feats.json").write_text("{truncated")
+    with pytest.raises(ValueError, match="corrupt"):
+        FeatureStore(str(tmp_path))

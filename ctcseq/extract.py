@@ -1,0 +1,174 @@
+"""Feature extraction of a whole corpus: parallel, cached on disk, resumable.
+
+Layout of a feature directory::
+
+    feats.json          format version and the FeatureConfig used
+    feats.scp           "<utt> <file>" for every extracted utterance (sorted)
+    failed.txt          "<utt> <reason>" for files that could not be used
+    npy/<utt>.npy       (n_frames, dim) float32, one file per utterance
+
+Each ``.npy`` is written to a temporary name and renamed, so an interrupted
+run leaves no half-written file and a rerun extracts only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from .features import AudioError, FeatureConfig, compute_features, load_audio
+from .progress import Progress
+
+__all__ = ["extract_corpus", "FeatureStore", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+
+def _extract_one(job):
+    utt, wav, out, cfg_dict = job
+    cfg = FeatureConfig.from_dict(cfg_dict)
+    try:
+        feats = compute_features(load_audio(wav, cfg.sample_rate), cfg, name=wav)
+    except AudioError as e:
+        return utt, str(e)
+    tmp = out + ".tmp.npy"
+    np.save(tmp, feats)
+    os.replace(tmp, out)
+    return utt, None
+
+
+def _check_or_write_config(out_dir, cfg):
+    meta_path = os.path.join(out_dir, "feats.json")
+    meta = {"format_version": FORMAT_VERSION, "config": cfg.to_dict()}
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            old = json.load(f)
+        if old != meta:
+            raise ValueError(
+                f"{out_dir} holds features extracted with other settings "
+                f"({old.get('config')}); remove it or choose another directory")
+    else:
+        with open(meta_path + ".tmp", "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(meta_path + ".tmp", meta_path)
+
+
+def extract_corpus(wavs, out_dir, cfg=FeatureConfig(), jobs=2, progress=True):
+    """Extract features for every utterance, skipping those already on disk.
+
+    Parameters
+    ----------
+    wavs : dict[str, str]
+        Utterance id -> audio path (e.g. a data directory's ``wav.scp``).
+    out_dir : str
+        Feature directory (created); see the module docstring.
+    cfg : FeatureConfig
+    jobs : int
+        Worker processes (1 runs in this process).
+    progress : bool
+        Print a progress line on stderr.
+
+    Returns
+    -------
+    dict
+        ``{"extracted": int, "skipped": int, "failed": {utt: reason}}``.
+        Unusable files (unreadable, empty, too short) are listed, not fatal.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    npy_dir = os.path.join(out_dir, "npy")
+    os.makedirs(npy_dir, exist_ok=True)
+    _check_or_write_config(out_dir, cfg)
+    todo, skipped = [], 0
+    for utt in sorted(wavs):
+        if "/" in utt or utt.startswith("."):
+            raise ValueError(f"wavs: utterance id {utt!r} cannot name a file")
+        out = os.path.join(npy_dir, utt + ".npy")
+        if os.path.exists(out):
+            skipped += 1
+        else:
+            todo.append((utt, wavs[utt], out, cfg.to_dict()))
+    failed = {}
+    bar = Progress(len(todo), "features", "utt", enabled=progress and bool(todo))
+    if jobs == 1 or len(todo) < 2:
+        results = map(_extract_one, todo)
+        for utt, err in results:
+            if err:
+                failed[utt] = err
+            bar.update()
+    else:
+        # spawn, not fork: the parent may already run Numba's thread pool
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for utt, err in pool.map(_extract_one, todo, chunksize=16):
+                if err:
+                    failed[utt] = err
+                bar.update()
+    bar.close()
+    _write_index(out_dir, wavs, failed)
+    if failed and progress:
+        print(f"features: {len(failed)} file(s) could not be used (see "
+              f"{os.path.join(out_dir, 'failed.txt')}):", file=sys.stderr)
+        for utt, err in sorted(failed.items())[:20]:
+            print(f"  {utt}: {err}", file=sys.stderr)
+    return {"extracted": len(todo) - len(failed), "skipped": skipped, "failed": failed}
+
+
+def _write_index(out_dir, wavs, failed):
+    lines = [f"{utt} npy/{utt}.npy\n" for utt in sorted(wavs)
+             if os.path.exists(os.path.join(out_dir, "npy", utt + ".npy"))]
+    with open(os.path.join(out_dir, "feats.scp.tmp"), "w") as f:
+        f.writelines(lines)
+    os.replace(os.path.join(out_dir, "feats.scp.tmp"), os.path.join(out_dir, "feats.scp"))
+    with open(os.path.join(out_dir, "failed.txt"), "w") as f:
+        f.writelines(f"{u} {e}\n" for u, e in sorted(failed.items()))
+
+
+class FeatureStore:
+    """Read access to a feature directory written by :func:`extract_corpus`.
+
+    ``store[utt]`` is the (n_frames, dim) float32 array; ``store.config`` the
+    FeatureConfig; ``len(store)``, ``utt in store`` and ``store.keys()`` as
+    for a dict.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        meta_path = os.path.join(path, "feats.json")
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"{path} is not a feature directory (no feats.json)") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{meta_path} is corrupt: {e}") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: unsupported format version "
+                             f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+        self.config = FeatureConfig.from_dict(meta["config"])
+        self._files = {}
+        with open(os.path.join(path, "feats.scp")) as f:
+            for lineno, line in enumerate(f, 1):
+                parts = line.split()
+                if len(parts) != 2:
+                    raise ValueError(f"{path}/feats.scp line {lineno}: expected '<utt> <file>'")
+                self._files[parts[0]] = os.path.join(path, parts[1])
+
+    def keys(self):
+        return self._files.keys()
+
+    def __len__(self):
+        return len(self._files)
+
+    def __contains__(self, utt):
+        return utt in self._files
+
+    def __getitem__(self, utt):
+        feats = np.load(self._files[utt])
+        if feats.ndim != 2 or feats.shape[1] != self.config.dim:
+            raise ValueError(f"{self._files[utt]}: expected shape (n, {self.config.dim}), "
+                             f"got {feats.shape}")
+        return feats
