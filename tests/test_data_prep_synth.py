@@ -1,0 +1,293 @@
+"""Tests of data_prep: phone mapping, Kaldi data dirs, eSpeak binding, tiny corpus."""
+import filecmp
+import os
+
+import numpy as np
+import pytest
+
+from ctcseq import datadir
+from data_prep import phones
+
+# --------------------------------------------------------------------------
+# phone inventory and IPA mapping (no eSpeak needed)
+# --------------------------------------------------------------------------
+
+
+def test_inventory_is_about_forty_unique_ascii_phones():
+    assert len(phones.PHONES) == 40
+    assert len(set(phones.PHONES)) == 40
+    assert all(p.isascii() and p.isalpha() and p.islower() for p in phones.PHONES)
+    targets = {p for v in phones.IPA_TO_PHONES.values() for p in v}
+    assert targets == set(phones.PHONES)      # every phone is reachable
+
+
+@pytest.mark.parametrize("ipa, key", [
+    ("ˈaɪ", "aɪ"), ("ˌoʊ", "oʊ"),             # stress dropped
+    ("ˈa:", "aː"), ("iːː", "iː"),             # ASCII colon, doubled length
+    ("d͡ʒ", "dʒ"), ("a͜ɪ", "aɪ"),              # tie bars
+])
+def test_normalize_ipa(ipa, key):
+    assert phones.normalize_ipa(ipa) == key
+
+
+def test_unknown_symbol_is_reported_not_dropped():
+    with pytest.raises(phones.UnknownPhoneError) as err:
+        phones.map_words([["k", "ˈæ", "t"], ["ˈæ", "x", "m"]])
+    assert err.value.symbol == "x"
+    assert "U+0078" in str(err.value)
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(phones.UnknownPhoneError):
+        phones.ipa_to_phones("ɬ")
+
+
+def test_r_coloured_vowel_before_onset_r_gives_one_r():
+    # eSpeak's "security": ... j ˈʊɹ ɹ ᵻ ...
+    assert phones.map_words([["k", "j", "ˈʊɹ", "ɹ", "ᵻ"]]) == ["k", "y", "uh", "r", "ih"]
+    # two /r/ phonemes in a row are both kept (not created by the mapping)
+    assert phones.map_words([["ɹ"], ["ɹ"]]) == ["r", "r"]
+
+
+def test_phone_list_round_trip(tmp_path):
+    path = tmp_path / "phones.txt"
+    phones.write_phone_list(path)
+    assert phones.read_phone_list(path) == phones.PHONES
+    assert path.read_text().splitlines()[0] == "aa 1"
+
+
+# --------------------------------------------------------------------------
+# Kaldi data directories
+# --------------------------------------------------------------------------
+
+
+def _tiny_dir(path):
+    datadir.write_data_dir(
+        path,
+        wav_scp={"b_s1-2": "wav/2.wav", "a_s0-1": "wav/1.wav"},
+        text={"b_s1-2": "hello", "a_s0-1": "world"},
+        utt2spk={"b_s1-2": "b_s1", "a_s0-1": "a_s0"},
+        extra={"text.phn": {"b_s1-2": ["hh", "ah"], "a_s0-1": ["w", "er"]}})
+
+
+def test_kaldi_write_read_validate(tmp_path):
+    d = tmp_path / "data"
+    _tiny_dir(d)
+    assert (d / "wav.scp").read_text() == "a_s0-1 wav/1.wav\nb_s1-2 wav/2.wav\n"
+    assert (d / "spk2utt").read_text() == "a_s0 a_s0-1\nb_s1 b_s1-2\n"
+    tables = datadir.validate_data_dir(d, phones=phones.PHONES)
+    assert tables["text.phn"]["b_s1-2"] == "hh ah"
+    assert datadir.resolve_wav(d, "wav/1.wav") == str(tmp_path / "wav" / "1.wav")
+
+
+def test_kaldi_validate_reports_problems(tmp_path):
+    d = tmp_path / "data"
+    _tiny_dir(d)
+    (d / "text").write_text("b_s1-2 hello\na_s0-1 world\n")              # unsorted
+    (d / "text.phn").write_text("a_s0-1 w er\nb_s1-2 hh xx\n")          # bad label
+    with pytest.raises(datadir.DataDirError) as err:
+        datadir.validate_data_dir(d, phones=phones.PHONES, check_audio=True)
+    msg = str(err.value)
+    assert "text is not sorted" in msg
+    assert "['xx']" in msg
+    assert "wav files missing" in msg
+    os.remove(d / "spk2utt")
+    with pytest.raises(datadir.DataDirError, match="missing spk2utt"):
+        datadir.validate_data_dir(d)
+
+
+def test_kaldi_rejects_whitespace_ids(tmp_path):
+    with pytest.raises(ValueError, match="key"):
+        datadir.write_table(tmp_path / "t", {"a b": "x"})
+
+
+# --------------------------------------------------------------------------
+# eSpeak binding
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine():
+    pytest.importorskip("espeakng_loader")
+    from data_prep.espeak import get_engine
+    return get_engine()
+
+
+@pytest.mark.parametrize("voice, word, expected", [
+    ("en-us", "cat", "k ae t"),
+    ("en-us", "church", "ch er ch"),
+    ("en-us", "thinking", "th ih ng k ih ng"),
+    ("en-us", "better", "b eh dx er"),          # flap
+    ("en-us", "measure", "m eh zh er"),
+    ("en-us", "button", "b ah t ah n"),         # glottal stop, syllabic n
+    ("en-us", "bottle", "b aa dx ah l"),        # syllabic l
+    ("en-us", "car", "k aa r"),                 # r-coloured vowel
+    ("en-us", "security", "s ih k y uh r ih dx iy"),
+    ("en", "water", "w ao t ah"),               # non-rhotic GB
+    ("en", "fire", "f ay ah"),                  # triphthong
+    ("en", "hair", "hh eh ah"),                 # centring diphthong
+    ("en", "go", "g ow"),
+    ("en-gb-scotland", "what", "w ah t"),       # ʍ
+])
+def test_known_words(engine, voice, word, expected):
+    assert " ".join(phones.map_words(engine.phonemize(word, voice))) == expected
+
+
+def test_missing_library_is_a_clear_error(monkeypatch):
+    loader = pytest.importorskip("espeakng_loader")
+    from data_prep import espeak
+    monkeypatch.setattr(loader, "get_library_path", lambda: "/nonexistent/libespeak-ng.so")
+    with pytest.raises(espeak.EspeakError, match="cannot load the eSpeak NG library"):
+        espeak._load_library()
+
+
+def test_synthesize_matches_phonemize(engine):
+    out = engine.synthesize("the houses were quiet", "en-us+f3", rate=160, pitch=40)
+    assert out.sample_rate == engine.sample_rate == 22050
+    assert out.audio.dtype == np.float32 and out.audio.ndim == 1
+    assert 0.5 < len(out.audio) / out.sample_rate < 5
+    assert np.abs(out.audio).max() > 0.05
+    spoken = [e.phoneme for e in out.events]
+    assert spoken == [p for w in engine.phonemize("the houses were quiet", "en-us+f3") for p in w]
+    starts = [e.sample for e in out.events]
+    assert starts == sorted(starts) and all(e.end > e.sample for e in out.events)
+    assert [e.word for e in out.events][-1] == 3
+
+
+def test_synthesize_is_repeatable(engine):
+    a = engine.synthesize("testing one two", "en-us+klatt3", seed=5).audio
+    engine.synthesize("something else first", "en-gb-x-rp+m2", rate=300)
+    b = engine.synthesize("testing one two", "en-us+klatt3", seed=5).audio
+    assert np.array_equal(a, b)
+
+
+def test_bad_engine_arguments(engine):
+    with pytest.raises(ValueError, match="voice"):
+        engine.synthesize("hi", "xx-nonexistent")
+    with pytest.raises(ValueError, match="variant"):
+        engine.synthesize("hi", "en-us+nope")
+    with pytest.raises(ValueError, match="rate"):
+        engine.synthesize("hi", "en-us", rate=10)
+    with pytest.raises(ValueError, match="pitch"):
+        engine.synthesize("hi", "en-us", pitch=101)
+
+
+# --------------------------------------------------------------------------
+# tiny corpus, built twice (in-process and with a process pool)
+# --------------------------------------------------------------------------
+
+TINY = dict(hours=0.004, seed=7, n_words=400, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    pytest.importorskip("espeakng_loader")
+    pytest.importorskip("wordfreq")
+    from data_prep.synth import build_corpus
+    a = tmp_path_factory.mktemp("corpus_a")
+    b = tmp_path_factory.mktemp("corpus_b")
+    summary = build_corpus(str(a), jobs=1, **TINY)
+    build_corpus(str(b), jobs=2, **TINY)
+    return a, b, summary
+
+
+def _all_files(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root)
+                  for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_corpus_is_deterministic(corpora):
+    a, b, _ = corpora
+    files = _all_files(a)
+    assert files == _all_files(b)
+    assert any(f.endswith(".wav") for f in files)
+    _, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
+    assert mismatch == [] and errors == []
+
+
+def test_corpus_data_dirs_consistent(corpora):
+    a, _, summary = corpora
+    inventory = phones.read_phone_list(a / "phones.txt")
+    assert inventory == phones.PHONES
+    for split in ("train", "dev", "test"):
+        tables = datadir.validate_data_dir(a / split, phones=inventory, check_audio=True)
+        assert len(tables["wav.scp"]) == summary["splits"][split]["utterances"] > 0
+        for utt, chars in datadir.read_table(a / split / "text.chr").items():
+            assert "".join(c if c != datadir.SPACE else " " for c in chars.split()) == tables["text"][utt]
+
+
+def test_split_is_by_voice(corpora):
+    from data_prep.synth import DEFAULT_SPLIT
+    a, _, _ = corpora
+    variants, speakers = {}, {}
+    for split in ("train", "dev", "test"):
+        synth = datadir.read_table(a / split / "utt2synth")
+        variants[split] = {v.split()[0].split("+")[1] for v in synth.values()}
+        speakers[split] = set(datadir.read_table(a / split / "utt2spk").values())
+        assert variants[split] <= set(DEFAULT_SPLIT[split])
+    for x, y in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        assert not variants[x] & variants[y]
+        assert not speakers[x] & speakers[y]
+        assert not set(DEFAULT_SPLIT[x]) & set(DEFAULT_SPLIT[y])
+    klatt_train = {v for v in DEFAULT_SPLIT["train"] if v.startswith("klatt")}
+    klatt_test = {v for v in DEFAULT_SPLIT["test"] if v.startswith("klatt")}
+    assert klatt_test and not klatt_test & klatt_train
+
+
+def test_corpus_audio(corpora):
+    sf = pytest.importorskip("soundfile")
+    a, _, _ = corpora
+    for split in ("train", "dev", "test"):
+        durs = datadir.read_table(a / split / "utt2dur")
+        for utt, path in datadir.read_table(a / split / "wav.scp").items():
+            audio, rate = sf.read(datadir.resolve_wav(a / split, path), dtype="float32")
+            assert rate == 16000 and audio.ndim == 1
+            assert abs(len(audio) / rate - float(durs[utt])) < 1e-3
+            assert np.abs(audio).max() > 0.05
+
+
+def test_corpus_alignment_matches_labels(corpora):
+    a, _, _ = corpora
+    for split in ("train", "dev", "test"):
+        ctm = datadir.read_ctm(a / split / "phones.ctm")
+        labels = datadir.read_table(a / split / "text.phn")
+        durs = datadir.read_table(a / split / "utt2dur")
+        assert set(ctm) == set(labels)
+        for utt, segs in ctm.items():
+            assert [s[2] for s in segs] == labels[utt].split()
+            starts = [s[0] for s in segs]
+            assert starts == sorted(starts)
+            assert segs[-1][0] + segs[-1][1] <= float(durs[utt]) + 1e-3
+
+
+def test_bad_build_arguments(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    pytest.importorskip("wordfreq")
+    from data_prep.synth import build_corpus, plan_corpus
+    with pytest.raises(ValueError, match="hours"):
+        plan_corpus([("a", 1.0)], hours=0, seed=0)
+    with pytest.raises(ValueError, match="split"):
+        plan_corpus([("a", 1.0)], hours=1, seed=0,
+                    split={"train": ("m1",), "dev": ("m1",), "test": ("m2",)})
+    with pytest.raises(ValueError, match="rate"):
+        plan_corpus([("a", 1.0)], hours=1, seed=0, rate=(10, 500))
+    with pytest.raises(ValueError, match="unknown"):
+        build_corpus(str(tmp_path), split={"train": ("nope",), "dev": ("m1",), "test": ("m2",)},
+                     **TINY)
+
+
+def test_command_line_and_overwrite(tmp_path, capsys):
+    pytest.importorskip("espeakng_loader")
+    pytest.importorskip("wordfreq")
+    from data_prep.synth import main
+    out = tmp_path / "corpus"
+    args = ["--out", str(out), "--hours", "0.002", "--words", "300", "--jobs", "1",
+            "--accents", "en-us,en-gb", "--sample-rate", "22050", "--seed", "3"]
+    assert main(args) == 0
+    assert "train:" in capsys.readouterr().out
+    for split in ("train", "dev", "test"):
+        datadir.validate_data_dir(out / split, phones=phones.PHONES, check_audio=True)
+    with pytest.raises(SystemExit, match="not empty"):
+        main(args)
+    assert main(args + ["--overwrite"]) == 0
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="did not write"):
+        main(args + ["--overwrite"])
