@@ -1,0 +1,637 @@
+"""N-gram language models for shallow fusion in :func:`ctcseq.decode.beam_search`.
+
+* :func:`train_token_lm` trains a token (phone or character) n-gram model on
+  the training transcripts: interpolated Kneser-Ney or Witten-Bell, any order.
+* :func:`read_arpa` reads a word n-gram model in ARPA format (as written by
+  KenLM's ``lmplz`` and SRILM's ``ngram-count``).
+* :class:`WordLM` applies a word model at word boundaries, with an optional
+  lexicon (word -> token sequences) whose prefix trie restricts the output to
+  known words.
+
+All models are held in back-off (ARPA) form in flat NumPy arrays, so that the
+Numba beam search queries them without Python callbacks:
+
+    log P(w | h) = log p(h w)                 if the n-gram h w is stored
+                 = bow(h) + log P(w | h[1:])  otherwise (bow(h) = 0 if h is not
+                                              stored as a context)
+
+An interpolated model is exactly such a model (the stored p(h w) is the
+interpolated probability and bow(h) the interpolation weight of h), so both
+kinds share the scoring code.  Probabilities are natural logarithms here;
+ARPA files hold base-10 logarithms and are converted on reading and writing.
+"""
+import json
+import math
+import os
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from .kernels import decode_cpu as _k
+
+_LN10 = math.log(10.0)
+# log10 probability KenLM gives words missing from a model without <unk>
+_DEFAULT_UNK_LOG10 = -100.0
+
+
+class NGramLM:
+    """A back-off n-gram model over integer symbols ``0 .. V-1``.
+
+    Parameters
+    ----------
+    order : int
+        Highest n-gram order (1 = unigram).
+    entries : dict mapping tuple of int -> (float, float)
+        Every stored n-gram (symbols, oldest first) -> (natural-log
+        probability, natural-log back-off weight).  The back-off weight of an
+        n-gram is used when it is the history of a longer one.
+    num_symbols : int
+        V, the number of symbol ids (special symbols included).
+    bos, eos : int
+        Ids of the sentence start ``<s>`` (history only) and end ``</s>``.
+    unk : int
+        Id scored for unknown words; words whose unigram is not stored score
+        ``unk_logp``.
+    unk_logp : float
+        Natural-log probability of a symbol with no unigram.
+    vocab : list of str, optional
+        Symbol names (word models), ``vocab[i]`` for id i.
+
+    Attributes
+    ----------
+    tables : tuple of ndarrays
+        (ctx_keys, ctx_child, ctx_bow, prob_keys, prob_vals), the hash tables
+        the kernels read (see :mod:`ctcseq.kernels.decode_cpu`).
+    """
+
+    kind = "ngram"
+
+    def __init__(self, order, entries, num_symbols, bos, eos, unk, unk_logp, vocab=None):
+        self.order = int(order)
+        self.entries = dict(entries)
+        self.num_symbols = int(num_symbols)
+        self.bos, self.eos, self.unk = int(bos), int(eos), int(unk)
+        self.unk_logp = float(unk_logp)
+        self.vocab = list(vocab) if vocab is not None else None
+        self.word_to_id = ({w: i for i, w in enumerate(self.vocab)}
+                           if self.vocab is not None else None)
+        self.tables = _build_tables(self.entries, self.num_symbols)
+
+    # -- queries -----------------------------------------------------------
+    def log_prob(self, symbol, history=()):
+        """Natural-log P(symbol | history); history oldest first (only the
+        last ``order - 1`` symbols matter)."""
+        return float(self.log_probs([symbol], [history])[0])
+
+    def log_probs(self, symbols, histories):
+        """Vectorised :meth:`log_prob`: one history per symbol."""
+        H = max(self.order - 1, 1)
+        n = len(symbols)
+        hists = np.zeros((n, H), np.int64)
+        hlens = np.zeros(n, np.int64)
+        for i, h in enumerate(histories):
+            h = list(h)[-(self.order - 1):] if self.order > 1 else []
+            hists[i, :len(h)] = h
+            hlens[i] = len(h)
+        out = np.empty(n, np.float64)
+        _k.ngram_logp_batch(*self.tables, self.num_symbols, self.unk_logp, hists, hlens,
+                            np.asarray(symbols, np.int64), out)
+        return out
+
+    def sentence_log_prob(self, symbols):
+        """Natural-log probability of a whole sentence, end symbol included."""
+        seq = [self.bos] + list(symbols) + [self.eos]
+        return float(np.sum(self.log_probs(seq[1:], [seq[:i] for i in range(1, len(seq))])))
+
+    # -- persistence -------------------------------------------------------
+    def to_dict(self):
+        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
+        return {"kind": self.kind, "order": self.order, "num_symbols": self.num_symbols,
+                "bos": self.bos, "eos": self.eos, "unk": self.unk,
+                "unk_logp": self.unk_logp, "vocab": self.vocab,
+                "ngrams": [[list(g), lp, bw] for g, (lp, bw) in self.entries.items()],
+                **self._extra()}
+
+    def _extra(self):
+        return {}
+
+    @classmethod
+    def from_dict(cls, d):
+        kind = d.get("kind")
+        klass = {"ngram": NGramLM, "token-ngram": TokenLM}.get(kind)
+        if klass is None:
+            raise ValueError(f"not an n-gram model dict (kind = {kind!r})")
+        entries = {tuple(g): (float(lp), float(bw)) for g, lp, bw in d["ngrams"]}
+        obj = klass.__new__(klass)
+        NGramLM.__init__(obj, d["order"], entries, d["num_symbols"], d["bos"], d["eos"],
+                         d["unk"], d["unk_logp"], d.get("vocab"))
+        obj._restore(d)
+        return obj
+
+    def _restore(self, d):
+        pass
+
+    def save(self, path):
+        """Write the model as JSON."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`."""
+        _require_file(path, "LM file")
+        with open(path, encoding="utf-8") as f:
+            try:
+                d = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not a valid JSON LM file (line {e.lineno}: "
+                                 f"{e.msg})") from None
+        return cls.from_dict(d)
+
+    def write_arpa(self, path, names=None):
+        """Write the model in ARPA format (base-10 logarithms).
+
+        names : list of str, optional
+            Symbol names; default ``self.vocab``, else ``<s>``, ``</s>`` and
+            the decimal ids.
+        """
+        if names is None:
+            names = self.vocab or [str(i) for i in range(self.num_symbols)]
+            if self.vocab is None:
+                names[self.bos], names[self.eos] = "<s>", "</s>"
+        by_order = defaultdict(list)
+        for g, v in self.entries.items():
+            by_order[len(g)].append((g, v))
+        if (self.bos,) not in self.entries:       # ARPA lists <s> as a unigram
+            by_order[1].append(((self.bos,), (-99.0 * _LN10, 0.0)))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\\data\\\n")
+            for n in range(1, self.order + 1):
+                f.write(f"ngram {n}={len(by_order[n])}\n")
+            for n in range(1, self.order + 1):
+                f.write(f"\n\\{n}-grams:\n")
+                for g, (lp, bw) in sorted(by_order[n]):
+                    words = " ".join(names[s] for s in g)
+                    lp10 = lp / _LN10 if lp != -math.inf else -99.0
+                    line = f"{lp10:.7f}\t{words}"
+                    if n < self.order and bw != 0.0:
+                        line += f"\t{bw / _LN10:.7f}"
+                    f.write(line + "\n")
+            f.write("\n\\end\\\n")
+
+
+class TokenLM(NGramLM):
+    """A token n-gram model over a CTC model's classes (see
+    :func:`train_token_lm`).  Token ids are the class ids; ``eos = C`` and
+    ``bos = C + 1``; the blank is never predicted."""
+
+    kind = "token-ngram"
+
+    def __init__(self, order, entries, num_classes, blank, method):
+        super().__init__(order, entries, num_classes + 2, bos=num_classes + 1,
+                         eos=num_classes, unk=num_classes, unk_logp=-math.inf)
+        self.num_classes, self.blank, self.method = int(num_classes), int(blank), method
+
+    def _extra(self):
+        return {"num_classes": self.num_classes, "blank": self.blank, "method": self.method}
+
+    def _restore(self, d):
+        self.num_classes, self.blank, self.method = d["num_classes"], d["blank"], d["method"]
+
+    @property
+    def predicted(self):
+        """Ids the model predicts: every class but the blank, then eos."""
+        return [c for c in range(self.num_classes) if c != self.blank] + [self.eos]
+
+
+def _require_file(path, what):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+
+
+# --- training ------------------------------------------------------------------
+
+_METHODS = ("kneser-ney", "witten-bell")
+
+
+def train_token_lm(transcripts, num_classes, order=3, method="kneser-ney", blank=0):
+    """Train a token n-gram model on label sequences.
+
+    Parameters
+    ----------
+    transcripts : iterable of sequences of int
+        Training label sequences (class ids in [0, C), never the blank).
+    num_classes : int
+        C, the CTC model's number of classes, blank included.
+    order : int, default 3
+        Highest n-gram order, >= 1.
+    method : {"kneser-ney", "witten-bell"}
+        Interpolated Kneser-Ney (one absolute discount per order,
+        D = n1 / (n1 + 2 n2), lower orders on continuation counts) or
+        interpolated Witten-Bell.  Both interpolate down to a uniform
+        distribution over the C - 1 tokens and ``</s>``, so every token has a
+        non-zero probability after every history.
+    blank : int, default 0
+
+    Returns
+    -------
+    TokenLM
+        P(. | h) sums to one over the C - 1 non-blank tokens plus ``</s>`` for
+        every history h.
+    """
+    if not isinstance(order, (int, np.integer)) or order < 1:
+        raise ValueError(f"order must be an integer >= 1, got {order!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not 0 <= blank < num_classes:
+        raise ValueError(f"blank = {blank} is outside [0, {num_classes})")
+    C = int(num_classes)
+    eos, bos = C, C + 1
+    sents = []
+    for i, tr in enumerate(transcripts):
+        s = [int(x) for x in tr]
+        bad = [x for x in s if not 0 <= x < C or x == blank]
+        if bad:
+            raise ValueError(f"transcripts[{i}] holds {bad[0]}, the blank or a label "
+                             f"outside [0, {C}) (blank = {blank})")
+        sents.append(s)
+    if not sents:
+        raise ValueError("transcripts is empty")
+    predicted = [c for c in range(C) if c != blank] + [eos]
+    entries = _interpolated(sents, order, method, predicted, bos, eos)
+    return TokenLM(order, entries, C, blank, method)
+
+
+def _interpolated(sents, order, method, predicted, bos, eos):
+    """Back-off entries {gram: (logp, bow)} of an interpolated model."""
+    # counts[n][h][w]: history h of length n - 1
+    raw = [None] + [defaultdict(Counter) for _ in range(order)]
+    for s in sents:
+        seq = [bos] + s + [eos]
+        for i in range(1, len(seq)):
+            for n in range(1, order + 1):
+                if i - n + 1 < 0:
+                    break
+                raw[n][tuple(seq[i - n + 1:i])][seq[i]] += 1
+    counts = [None] * (order + 1)
+    counts[order] = raw[order]
+    if method == "kneser-ney":
+        # lower orders: number of distinct left contexts (raw counts for grams
+        # opening with <s>, which have no left context)
+        for n in range(1, order):
+            cont = defaultdict(Counter)
+            for h, ws in raw[n + 1].items():
+                for w in ws:
+                    cont[h[1:]][w] += 1
+            for h, ws in raw[n].items():
+                if h and h[0] == bos:
+                    cont[h] = Counter(ws)
+            counts[n] = cont
+    else:
+        counts[1:order] = raw[1:order]
+
+    V = len(predicted)
+    prob = [dict() for _ in range(order + 1)]  # prob[n][(h..., w)] = p
+    gamma = [dict() for _ in range(order + 1)]  # gamma[n][h] = interpolation weight
+
+    def interp(w, h):
+        """Interpolated P(w | h) of order len(h) + 1 (orders <= len(h) + 1 done)."""
+        p = prob[len(h) + 1].get(h + (w,))
+        if p is not None:
+            return p
+        return gamma[len(h) + 1].get(h, 1.0) * lower(w, h)
+
+    def lower(w, h):
+        """The estimate an order-(len(h) + 1) gram interpolates with."""
+        return interp(w, h[1:]) if h else 1.0 / V
+
+    for n in range(1, order + 1):
+        D = 0.5
+        if method == "kneser-ney":
+            coc = Counter(c for ws in counts[n].values() for c in ws.values())
+            if coc[1] and coc[2]:
+                D = min(max(coc[1] / (coc[1] + 2.0 * coc[2]), 0.05), 0.95)
+        for h, ws in counts[n].items():
+            tot = sum(ws.values())
+            t1 = len(ws)
+            if method == "kneser-ney":
+                g = D * t1 / tot
+                for w, c in ws.items():
+                    prob[n][h + (w,)] = max(c - D, 0.0) / tot + g * lower(w, h)
+            else:
+                g = t1 / (tot + t1)
+                for w, c in ws.items():
+                    prob[n][h + (w,)] = (c + t1 * lower(w, h)) / (tot + t1)
+            gamma[n][h] = g
+        if n == 1:
+            # unigrams are stored for every predicted symbol (no lower order)
+            g = gamma[1].get((), 1.0)
+            for w in predicted:
+                if (w,) not in prob[1]:
+                    prob[1][(w,)] = g / V
+    entries = {}
+    for n in range(1, order + 1):
+        for gram, p in prob[n].items():
+            bw = gamma[n + 1].get(gram) if n < order else None
+            entries[gram] = (math.log(p), math.log(bw) if bw else 0.0)
+        # histories with no n-gram of their own still need their back-off weight
+        if n < order:
+            for h, g in gamma[n + 1].items():
+                if len(h) == n and h not in entries:
+                    entries[h] = (-math.inf, math.log(g))
+    return entries
+
+
+# --- back-off tables for the kernels -------------------------------------------
+
+def _build_tables(entries, V):
+    """Hash tables of a back-off model (see :mod:`ctcseq.kernels.decode_cpu`)."""
+    ctx_id = {(): 0}
+    ctx_keys, ctx_vals = [], []
+
+    def ctx_of(h):
+        c = ctx_id.get(h)
+        if c is None:
+            parent = ctx_of(h[1:])
+            c = len(ctx_id)
+            ctx_id[h] = c
+            ctx_keys.append(parent * V + h[0])
+            ctx_vals.append(c)
+        return c
+
+    pkeys, pvals = [], []
+    for g, (lp, _) in entries.items():
+        c = ctx_of(g[:-1])
+        if lp != -math.inf:
+            pkeys.append(c * V + g[-1])
+            pvals.append(lp)
+    for g, (_, bw) in entries.items():
+        if bw != 0.0:
+            ctx_of(g)
+    bows = np.zeros(len(ctx_id), np.float64)
+    for g, (_, bw) in entries.items():
+        if g in ctx_id:
+            bows[ctx_id[g]] = bw
+    ck, cslots = _k.build_table(np.asarray(ctx_keys, np.int64))
+    child = np.zeros(ck.shape[0], np.int64)
+    child[cslots] = np.asarray(ctx_vals, np.int64)
+    pk, pslots = _k.build_table(np.asarray(pkeys, np.int64))
+    pv = np.zeros(pk.shape[0], np.float64)
+    pv[pslots] = np.asarray(pvals, np.float64)
+    return ck, child, bows, pk, pv
+
+
+# --- ARPA -------------------------------------------------------------------------
+
+def read_arpa(path):
+    """Read a word n-gram model in ARPA format.
+
+    Parameters
+    ----------
+    path : str
+        The ARPA file: a ``\\data\\`` section with ``ngram N=count`` lines,
+        then one ``\\N-grams:`` section per order whose lines are
+        ``log10(p) w1 ... wN [log10(bow)]``, then ``\\end\\``.
+
+    Returns
+    -------
+    NGramLM
+        With ``vocab`` the unigram words in file order; ``<s>``/``</s>`` are
+        added if the file lacks them; words missing from the model score as
+        ``<unk>`` if present, else log10 p = -100 as KenLM does.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        On a malformed or truncated file, naming the line number.
+    """
+    _require_file(path, "ARPA file")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    i = 0
+    nline = len(lines)
+
+    def err(lineno, msg):
+        return ValueError(f"{path}, line {lineno}: {msg}")
+
+    while i < nline and lines[i].strip() != "\\data\\":
+        i += 1
+    if i == nline:
+        raise err(1, "no \\data\\ section: not an ARPA file")
+    i += 1
+    counts = {}
+    while i < nline and lines[i].strip():
+        ln = lines[i].strip()
+        if not ln.startswith("ngram "):
+            raise err(i + 1, f"expected 'ngram N=count' in the \\data\\ section, got {ln!r}")
+        try:
+            n, c = ln[6:].split("=")
+            n, c = int(n), int(c)
+        except ValueError:
+            raise err(i + 1, f"malformed count line {ln!r}") from None
+        if n != len(counts) + 1 or c < 0:
+            raise err(i + 1, f"unexpected count line {ln!r} (orders must be 1, 2, ... "
+                             "with counts >= 0)")
+        counts[n] = c
+        i += 1
+    if not counts:
+        raise err(i + 1, "the \\data\\ section lists no n-gram counts")
+    order = len(counts)
+    vocab, word_id, entries = [], {}, {}
+
+    def wid(w):
+        j = word_id.get(w)
+        if j is None:
+            j = word_id[w] = len(vocab)
+            vocab.append(w)
+        return j
+
+    for n in range(1, order + 1):
+        while i < nline and not lines[i].strip():
+            i += 1
+        if i == nline:
+            raise err(i, f"file ends before the \\{n}-grams: section (truncated?)")
+        if lines[i].strip() != f"\\{n}-grams:":
+            raise err(i + 1, f"expected '\\{n}-grams:', got {lines[i].strip()!r}")
+        i += 1
+        for _ in range(counts[n]):
+            if i == nline or not lines[i].strip() or lines[i].startswith("\\"):
+                raise err(i + 1, f"the \\{n}-grams: section ends after fewer than the "
+                                 f"{counts[n]} n-grams announced (truncated?)")
+            parts = lines[i].split()
+            if len(parts) not in (n + 1, n + 2):
+                raise err(i + 1, f"expected 'log10(p) w1 .. w{n} [log10(bow)]', "
+                                 f"got {len(parts)} fields")
+            try:
+                lp = float(parts[0])
+                bw = float(parts[n + 1]) if len(parts) == n + 2 else 0.0
+            except ValueError:
+                raise err(i + 1, f"probability or back-off weight is not a number: "
+                                 f"{lines[i].strip()!r}") from None
+            if not (math.isfinite(lp) and math.isfinite(bw)) or lp > 0:
+                raise err(i + 1, f"log10 probability must be finite and <= 0, back-off "
+                                 f"finite: {lines[i].strip()!r}")
+            if n == 1:
+                g = (wid(parts[1]),)
+            else:
+                try:
+                    g = tuple(word_id[w] for w in parts[1:n + 1])
+                except KeyError as e:
+                    raise err(i + 1, f"word {e.args[0]!r} has no unigram") from None
+            entries[g] = (lp * _LN10, bw * _LN10)
+            i += 1
+    while i < nline and not lines[i].strip():
+        i += 1
+    if i == nline:
+        raise err(i, "missing \\end\\ (truncated?)")
+    if lines[i].strip() != "\\end\\":
+        raise err(i + 1, f"expected \\end\\ after {counts[order]} {order}-grams, got "
+                         f"{lines[i].strip()!r} (more n-grams than announced?)")
+    bos, eos = wid("<s>"), wid("</s>")
+    if "<unk>" in word_id:
+        unk = word_id["<unk>"]
+        unk_logp = entries[(unk,)][0]
+    else:
+        unk = len(vocab)        # an id past the vocabulary: no unigram stored
+        unk_logp = _DEFAULT_UNK_LOG10 * _LN10
+    return NGramLM(order, entries, len(vocab) + 1, bos, eos, unk, unk_logp, vocab)
+
+
+# --- word models at word boundaries ---------------------------------------------------
+
+def read_lexicon(path):
+    """Read a lexicon file: one ``WORD tok1 tok2 ...`` per line (several
+    lines per word for several pronunciations).
+
+    Returns
+    -------
+    list of (str, list of str)
+        (word, token names) pairs in file order.
+    """
+    _require_file(path, "lexicon file")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise ValueError(f"{path}, line {lineno}: expected 'WORD tok1 tok2 ...', "
+                                 f"got {line.strip()!r}")
+            out.append((parts[0], parts[1:]))
+    if not out:
+        raise ValueError(f"{path}: the lexicon is empty")
+    return out
+
+
+class WordLM:
+    """A word n-gram model applied at word boundaries of a token output.
+
+    Parameters
+    ----------
+    ngram : NGramLM
+        Word model, e.g. from :func:`read_arpa`.
+    tokens : list of str
+        The CTC model's token names, ``tokens[c]`` for class c (the blank
+        entry is ignored).
+    word_delimiter : str or None, default " "
+        Token that ends a word (must be in ``tokens``).  None: the output has
+        no word-boundary token (e.g. phones); words then end wherever the
+        lexicon allows, and the beam keeps the segmentations apart as
+        Graves's token passing does.  Needs a lexicon.
+    lexicon : str, dict or list of (word, tokens) pairs, optional
+        Word spellings (lists of token names; several per word allowed), or a
+        lexicon file for :func:`read_lexicon`.  Default: every model word
+        spelt letter by letter; words with a letter missing from ``tokens``
+        are left out.
+    constrain : bool, optional
+        Only let the beam spell words of the lexicon (Graves's
+        token-passing constraint).  Default: True when a lexicon is given,
+        False otherwise (unknown words then score as ``<unk>``).
+    partial_oov_score : float, default -10.0
+        Unconstrained mode: natural-log score a prefix carries while the word
+        it is spelling is no prefix of any lexicon word (as pyctcdecode's
+        ``unk_score_offset``); replaced by the word's LM score at the word's
+        end.  Must be <= 0.
+
+    Notes
+    -----
+    A word's LM score ``alpha * log P(word | previous words) + beta`` is added
+    when the delimiter that ends it is appended (or at the end of the
+    utterance, with ``</s>``).  Words that share a spelling keep the one with
+    the higher unigram probability.
+    """
+
+    kind = "word"
+
+    def __init__(self, ngram, tokens, word_delimiter=" ", lexicon=None, constrain=None,
+                 partial_oov_score=-10.0):
+        if not isinstance(ngram, NGramLM) or ngram.vocab is None:
+            raise ValueError("ngram must be a word NGramLM (e.g. from read_arpa)")
+        tokens = list(tokens)
+        tok_id = {t: i for i, t in enumerate(tokens)}
+        if word_delimiter is None:
+            if lexicon is None:
+                raise ValueError("word_delimiter=None (no word-boundary token) needs a lexicon")
+            if constrain is False:
+                raise ValueError("word_delimiter=None needs constrain=True: word ends are "
+                                 "only known inside the lexicon")
+        elif word_delimiter not in tok_id:
+            raise ValueError(f"word_delimiter {word_delimiter!r} is not one of the tokens")
+        self.ngram, self.tokens = ngram, tokens
+        self.delimiter = -1 if word_delimiter is None else tok_id[word_delimiter]
+        self.constrain = (lexicon is not None) if constrain is None else bool(constrain)
+        self.partial_oov_score = float(partial_oov_score)
+        if not self.partial_oov_score <= 0.0:
+            raise ValueError(f"partial_oov_score must be <= 0, got {partial_oov_score!r}")
+        if lexicon is None:
+            pairs = [(w, list(w)) for w in ngram.vocab if w not in ("<s>", "</s>", "<unk>")]
+            pairs = [(w, s) for w, s in pairs if all(ch in tok_id for ch in s)
+                     and tok_id.get(word_delimiter) not in [tok_id[ch] for ch in s]]
+        else:
+            if isinstance(lexicon, (str, os.PathLike)):
+                pairs = read_lexicon(lexicon)
+            elif isinstance(lexicon, dict):
+                pairs = [(w, list(s)) for w, s in lexicon.items()]
+            else:
+                pairs = [(w, list(s)) for w, s in lexicon]
+            for w, s in pairs:
+                missing = [t for t in s if t not in tok_id]
+                if missing:
+                    raise ValueError(f"lexicon word {w!r} uses token {missing[0]!r}, which "
+                                     "is not one of the model's tokens")
+                if not s or (word_delimiter is not None and word_delimiter in s):
+                    raise ValueError(f"lexicon word {w!r} has an empty spelling or contains "
+                                     "the word delimiter")
+        self._build_trie([(w, [tok_id[t] for t in s]) for w, s in pairs])
+
+    def _build_trie(self, pairs):
+        C = len(self.tokens)
+        w2i = self.ngram.word_to_id
+        uni = self.ngram.entries
+        child = {}
+        word_at = [-1]
+        for w, seq in pairs:
+            node = 0
+            for c in seq:
+                nxt = child.get((node, c))
+                if nxt is None:
+                    nxt = child[(node, c)] = len(word_at)
+                    word_at.append(-1)
+                node = nxt
+            wid = w2i.get(w, self.ngram.unk)
+            old = word_at[node]
+            if old < 0 or (uni.get((wid,), (-math.inf,))[0] >
+                           uni.get((old,), (-math.inf,))[0]):
+                word_at[node] = wid
+        keys = np.asarray([n * C + c for (n, c) in child], np.int64)
+        lk, slots = _k.build_table(keys)
+        lc = np.zeros(lk.shape[0], np.int64)
+        lc[slots] = np.asarray(list(child.values()), np.int64)
+        self.lex_keys, self.lex_child = lk, lc
+        self.lex_word = np.asarray(word_at, np.int64)
+        self.num_lexicon_nodes = len(word_at)
