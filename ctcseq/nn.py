@@ -1,0 +1,419 @@
+"""Layers with explicit forward and backward passes: :class:`BiLSTM`, :class:`Linear`.
+
+Parameters and gradients are plain dicts of NumPy arrays.  Both are updated
+in place (``backward`` overwrites the arrays in ``.grads``; optimisers write
+into the arrays in ``.params``), so other dicts holding the same arrays, such
+as :attr:`ctcseq.model.CTCModel.params`, stay in sync.
+"""
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+from .kernels.lstm_cpu import lstm_backward_dir, lstm_forward_dir
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_DIRS = ("", "_reverse")
+
+
+def _positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _float_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in _DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _check_input(x, name, width, width_name, dtype):
+    """A C-contiguous (T, N, width) array of ``dtype`` with T, N >= 1 and finite values."""
+    arr = np.asarray(x)
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (T, N, {width_name}), got shape {arr.shape}")
+    if arr.shape[2] != width:
+        raise ValueError(f"{name} must have {width_name} = {width} features in its last "
+                         f"axis, got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one frame and one sequence, "
+                         f"got shape {arr.shape}")
+    if arr.dtype != dtype:
+        raise ValueError(f"{name} has dtype {arr.dtype} but the layer is {dtype}; "
+                         f"convert it with .astype(np.{dtype.name})")
+    if not np.isfinite(arr).all():
+        # sigmoid/tanh clamp their arguments, which would silently turn NaN into numbers
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(arr)
+
+
+def _check_lengths(lengths, N, T):
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (N,):
+        raise ValueError(f"lengths must have shape ({N},) (one per sequence), got shape "
+                         f"{arr.shape}")
+    bad = np.flatnonzero((arr < 0) | (arr > T))
+    if bad.size:
+        i = bad[0]
+        raise ValueError(f"lengths[{i}] = {arr[i]} is outside [0, {T}] (T = {T})")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+_POOL = None
+_BLAS = None
+_POOL_LOCK = threading.Lock()
+
+
+def _single_thread_blas():
+    """Context limiting BLAS to one thread (a no-op without threadpoolctl)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (the BLAS np.dot uses in @njit)
+            from threadpoolctl import ThreadpoolController
+            _BLAS = ThreadpoolController()
+        except ImportError:
+            _BLAS = False
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
+
+
+def _both_directions(fn, args_fwd, args_rev):
+    """``fn(*args_fwd), fn(*args_rev)``, on two threads when Numba may use two.
+
+    Each direction's work (its matrix products and its Numba time loop,
+    which releases the GIL) runs on its own thread with BLAS limited to one
+    thread (through threadpoolctl, when installed).  Splitting the work by
+    direction ourselves, rather than letting BLAS split each product, keeps
+    OpenBLAS's worker threads idle: after a multi-threaded product they
+    busy-wait for a while, which on a 2-core machine halved the speed of the
+    time loops that followed.  A Numba ``prange`` is not used because the
+    kernels call BLAS, which must not run inside an OpenMP parallel region
+    (OpenBLAS warns and may hang).
+
+    Returns the two results.
+    """
+    global _POOL
+    if numba.get_num_threads() < 2:
+        return fn(*args_fwd), fn(*args_rev)
+    with _POOL_LOCK:
+        # a pool inherited through fork() has no worker thread: make a new one
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="ctcseq-lstm"))
+    with _single_thread_blas():
+        future = _POOL[1].submit(fn, *args_rev)
+        try:
+            first = fn(*args_fwd)
+        finally:
+            second = future.result()  # wait for it even if fn failed here
+        return first, second
+
+
+class BiLSTM:
+    """Stacked bidirectional LSTM with optional peephole connections (Graves 2013).
+
+    Per direction and layer, with x(t) the layer input and h, c starting at 0::
+
+        i = sigmoid(W_i x + U_i h(t-1) + p_i * c(t-1) + b_i)
+        f = sigmoid(W_f x + U_f h(t-1) + p_f * c(t-1) + b_f)
+        g = tanh(W_g x + U_g h(t-1) + b_g)
+        c(t) = f * c(t-1) + i * g
+        o = sigmoid(W_o x + U_o h(t-1) + p_o * c(t) + b_o)
+        h(t) = o * tanh(c(t))
+
+    where ``b = bias_ih + bias_hh`` and "t-1" means the previous step in the
+    direction of processing.  With ``peepholes=False`` (or peephole weights
+    zero) this is exactly ``torch.nn.LSTM(bidirectional=True)``.
+
+    Parameters
+    ----------
+    input_size : int
+        Features per frame of the input of layer 0.
+    hidden_size : int
+        Units H per direction; the output has 2H features (forward then
+        reverse).  Layer k > 0 takes the 2H outputs of layer k - 1.
+    num_layers : int, default 1
+    peepholes : bool, default True
+        Add the diagonal peephole weights ``weight_peep_l{k}[_reverse]``.
+    seed : int, default 0
+        Seed of the initialisation (``numpy.random.default_rng``).
+    dtype : float32 or float64, default float32
+        Dtype of parameters, inputs and outputs.  Gate arithmetic runs in
+        float64 either way; the matrix products run in ``dtype``.
+    init_range : float, optional
+        Every parameter (peepholes included) is drawn from
+        U(-init_range, init_range).  Default ``1 / sqrt(hidden_size)``, as
+        torch.nn.LSTM; Graves (2013) used 0.1.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        torch.nn.LSTM's names, shapes and gate order (i, f, g, o):
+        ``weight_ih_l{k}`` (4H, in_k), ``weight_hh_l{k}`` (4H, H),
+        ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), each also with the
+        suffix ``_reverse``; with peepholes also ``weight_peep_l{k}`` (3, H)
+        whose rows are the peephole weights of the input gate (sees c(t-1)),
+        forget gate (sees c(t-1)) and output gate (sees c(t)).
+    grads : dict of str to ndarray
+        Same names and shapes; filled by :meth:`backward`.
+
+    Notes
+    -----
+    Memory: :meth:`forward` keeps, per layer, the layer input and, per
+    direction, the activated gates (T, N, 4H), cell states (T, N, H) and
+    outputs (T, N, H), i.e. ``12 T N H`` numbers per layer plus the input
+    x: the cache is O(T N H num_layers) (171 MiB in float32 for 3 layers,
+    H = 256, T = 300, N = 16).  While a layer runs forward, a further
+    ``8 T N H`` numbers hold its input projections; backward needs
+    ``8 T N H`` more for the gate gradients of one layer at a time.
+
+    Speed: per direction, the input projections of all frames, the weight
+    gradients and the input gradient are single BLAS products over all
+    T x N frames; the time loop (Numba, :mod:`ctcseq.kernels.lstm_cpu`)
+    does one BLAS product per step with the recurrent weights and the fused
+    gate arithmetic.  When ``numba.get_num_threads() >= 2`` the two
+    directions run on two threads, each with single-threaded BLAS (set
+    through threadpoolctl when it is installed; without it, BLAS's own
+    threads oversubscribe the cores).  More than two cores are not used
+    yet (the batch is not split).
+
+    An instance holds the cache of its last forward pass: do not share one
+    between threads.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, peepholes=True, seed=0,
+                 dtype=np.float32, init_range=None):
+        self.input_size = _positive_int(input_size, "input_size")
+        self.hidden_size = H = _positive_int(hidden_size, "hidden_size")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        if not isinstance(peepholes, (bool, np.bool_)):
+            raise ValueError(f"peepholes must be True or False, got {peepholes!r}")
+        self.peepholes = bool(peepholes)
+        self.dtype = _float_dtype(dtype)
+        if init_range is None:
+            init_range = 1.0 / np.sqrt(H)
+        if not (np.isfinite(init_range) and init_range >= 0):
+            raise ValueError(f"init_range must be a finite number >= 0, got {init_range!r}")
+        self.init_range = float(init_range)
+        rng = np.random.default_rng(seed)
+        self.params = {}
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else 2 * H
+            for sfx in _DIRS:
+                shapes = {f"weight_ih_l{k}{sfx}": (4 * H, in_k),
+                          f"weight_hh_l{k}{sfx}": (4 * H, H),
+                          f"bias_ih_l{k}{sfx}": (4 * H,),
+                          f"bias_hh_l{k}{sfx}": (4 * H,)}
+                if self.peepholes:
+                    shapes[f"weight_peep_l{k}{sfx}"] = (3, H)
+                for name, shape in shapes.items():
+                    self.params[name] = rng.uniform(-self.init_range, self.init_range,
+                                                    shape).astype(self.dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._cache = None
+
+    # -- one direction of one layer (run on two threads) ---------------------
+    def _peep(self, k, sfx):
+        if self.peepholes:
+            return self.params[f"weight_peep_l{k}{sfx}"]
+        return np.zeros((3, self.hidden_size), self.dtype)
+
+    def _forward_direction(self, k, d, inp, lengths, y, c_all, gates):
+        """Input projection and time loop of direction d of layer k."""
+        T, N, in_k = inp.shape
+        H, sfx = self.hidden_size, _DIRS[d]
+        p = self.params
+        gx = inp.reshape(T * N, in_k) @ p[f"weight_ih_l{k}{sfx}"].T  # all frames at once
+        gx += p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]
+        peep = self._peep(k, sfx)
+        whh = np.ascontiguousarray(p[f"weight_hh_l{k}{sfx}"])
+        lstm_forward_dir(gx.reshape(T, N, 4 * H), 0, whh, peep, lengths, d == 1, y, d * H,
+                         c_all, gates)
+
+    def _backward_direction(self, k, d, dy, inp, y, c_all, gates, lengths, want_dx):
+        """BPTT of direction d of layer k: fills its gradients, returns its part of dx."""
+        T, N, in_k = inp.shape
+        H, sfx = self.hidden_size, _DIRS[d]
+        p, g = self.params, self.grads
+        peep = self._peep(k, sfx)
+        da = np.empty((T, N, 4 * H), self.dtype)  # zeroed past each length by the kernel
+        dpeep = np.zeros((3, H), np.float64)
+        whh_t = np.ascontiguousarray(p[f"weight_hh_l{k}{sfx}"].T)
+        lstm_backward_dir(dy, d * H, gates, c_all, whh_t, peep, lengths, d == 1, da, 0, dpeep)
+        da2 = da.reshape(T * N, 4 * H)
+        np.matmul(da2.T, inp.reshape(T * N, in_k), out=g[f"weight_ih_l{k}{sfx}"])
+        # h(t-1) of the forward direction is y[t-1]; of the reverse direction
+        # y[t+1] (zero past each length, so no masking is needed)
+        if d == 0:
+            dah, hprev = da[1:], y[:-1, :, :H]
+        else:
+            dah, hprev = da[:-1], y[1:, :, H:]
+        np.matmul(dah.reshape(-1, 4 * H).T, hprev.reshape(-1, H),
+                  out=g[f"weight_hh_l{k}{sfx}"])
+        da2.sum(axis=0, out=g[f"bias_ih_l{k}{sfx}"])
+        g[f"bias_hh_l{k}{sfx}"][...] = g[f"bias_ih_l{k}{sfx}"]
+        if self.peepholes:
+            g[f"weight_peep_l{k}{sfx}"][...] = dpeep
+        if not want_dx:
+            return None
+        return (da2 @ p[f"weight_ih_l{k}{sfx}"]).reshape(T, N, in_k)
+
+    # -- forward / backward ------------------------------------------------
+    def forward(self, x, lengths):
+        """Run the stack over a padded batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (T, N, input_size), the layer's dtype
+            Padded input; frames past each length are ignored.  Must be
+            finite.  T >= 1, N >= 1.
+        lengths : array of int, shape (N,)
+            Valid frames per sequence, each in [0, T] (a length-0 sequence
+            gives all-zero output).  Need not be sorted.
+
+        The output and the cache for :meth:`backward` reference ``x``
+        (copied only when it is not C-contiguous): do not modify it in
+        place before calling :meth:`backward`.
+
+        Returns
+        -------
+        y : ndarray, shape (T, N, 2 * hidden_size)
+            ``y[..., :H]`` forward, ``y[..., H:]`` reverse direction of the
+            last layer; the reverse direction of sequence n starts at frame
+            ``lengths[n] - 1``.  Exactly zero for ``t >= lengths[n]``.
+
+        Raises
+        ------
+        ValueError
+            x not 3-D, wrong feature size, empty, wrong dtype or not finite;
+            lengths of the wrong shape, not integers or outside [0, T].
+        """
+        x = _check_input(x, "x", self.input_size, "input_size", self.dtype)
+        T, N, _ = x.shape
+        lengths = _check_lengths(lengths, N, T)
+        H, dt = self.hidden_size, self.dtype
+        caches = []
+        inp = x
+        for k in range(self.num_layers):
+            # the kernel zeroes y past each length; the caches are never read there
+            y = np.empty((T, N, 2 * H), dt)
+            c_all = np.empty((2, T, N, H), dt)
+            gates = np.empty((2, T, N, 4 * H), dt)
+            _both_directions(self._forward_direction,
+                             *[(k, d, inp, lengths, y, c_all[d], gates[d]) for d in range(2)])
+            caches.append((inp, y, c_all, gates))
+            inp = y
+        self._cache = (lengths, caches)
+        return inp
+
+    def backward(self, dy, input_grad=True):
+        """Backpropagate through time for the last :meth:`forward`.
+
+        Parameters
+        ----------
+        dy : ndarray, shape (T, N, 2 * hidden_size), the layer's dtype
+            Gradient of a scalar loss with respect to the output ``y``;
+            must be finite; values at frames past each length are ignored.
+        input_grad : bool, default True
+            Compute dx; False skips one matrix product when only the
+            parameter gradients are needed.
+
+        Returns
+        -------
+        dx : ndarray, shape (T, N, input_size), or None if not input_grad
+            Gradient of ``sum(dy * y)`` with respect to ``x``; zero past each
+            length.  ``.grads`` is overwritten with the gradients of the same
+            quantity with respect to ``.params``.
+
+        Raises
+        ------
+        ValueError
+            No forward pass yet, or dy of the wrong shape, dtype or not finite.
+        """
+        if self._cache is None:
+            raise ValueError("backward called before forward")
+        lengths, caches = self._cache
+        T, N, _ = caches[-1][1].shape
+        H, dt = self.hidden_size, self.dtype
+        dy = _check_input(dy, "dy", 2 * H, "2 * hidden_size", dt)
+        if dy.shape[:2] != (T, N):
+            raise ValueError(f"dy must have shape {(T, N, 2 * H)} like the last output, "
+                             f"got {dy.shape}")
+        for k in range(self.num_layers - 1, -1, -1):
+            inp, y, c_all, gates = caches[k]
+            want_dx = input_grad or k > 0
+            dx = _both_directions(self._backward_direction,
+                                  *[(k, d, dy, inp, y, c_all[d], gates[d], lengths, want_dx)
+                                    for d in range(2)])
+            if not want_dx:
+                return None
+            dy = dx[0]
+            dy += dx[1]
+        return dy
+
+
+class Linear:
+    """Affine layer ``y = x @ weight.T + bias`` over the last axis (torch.nn.Linear).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    seed : int, default 0
+    dtype : float32 or float64, default float32
+    init_range : float, optional
+        Weights and bias from U(-init_range, init_range); default
+        ``1 / sqrt(in_features)``, as torch.nn.Linear.
+
+    Attributes
+    ----------
+    params, grads : dict
+        ``weight`` (out_features, in_features) and ``bias`` (out_features,).
+    """
+
+    def __init__(self, in_features, out_features, seed=0, dtype=np.float32, init_range=None):
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        self.dtype = _float_dtype(dtype)
+        r = 1.0 / np.sqrt(self.in_features) if init_range is None else float(init_range)
+        rng = np.random.default_rng(seed)
+        self.params = {
+            "weight": rng.uniform(-r, r, (self.out_features, self.in_features)).astype(self.dtype),
+            "bias": rng.uniform(-r, r, (self.out_features,)).astype(self.dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._x = None
+
+    def forward(self, x):
+        """x (..., in_features) -> (..., out_features)."""
+        x = np.asarray(x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have in_features = {self.in_features} features in its "
+                             f"last axis, got shape {x.shape}")
+        if x.dtype != self.dtype:
+            raise ValueError(f"x has dtype {x.dtype} but the layer is {self.dtype}")
+        self._x = x
+        return x @ self.params["weight"].T + self.params["bias"]
+
+    def backward(self, dy):
+        """dy (..., out_features) -> dx (..., in_features); overwrites ``.grads``."""
+        if self._x is None:
+            raise ValueError("backward called before forward")
+        dy = np.asarray(dy, dtype=self.dtype)
+        if dy.shape != self._x.shape[:-1] + (self.out_features,):
+            raise ValueError(f"dy must have shape {self._x.shape[:-1] + (self.out_features,)}, "
+                             f"got {dy.shape}")
+        x2 = self._x.reshape(-1, self.in_features)
+        dy2 = dy.reshape(-1, self.out_features)
+        np.matmul(dy2.T, x2, out=self.grads["weight"])
+        dy2.sum(axis=0, out=self.grads["bias"])
+        return dy @ self.params["weight"]
