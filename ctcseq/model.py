@@ -1,0 +1,278 @@
+"""BiLSTM-CTC acoustic model: stacked BiLSTM -> linear -> log-softmax -> CTC.
+
+Inference needs only this module, :mod:`ctcseq.nn` and the kernels
+(:meth:`CTCModel.load`, :meth:`CTCModel.log_probs`, :meth:`CTCModel.decode`);
+training adds :mod:`ctcseq.optim`.
+
+File format (``.npz``, one file): one array per parameter, named as in
+:attr:`CTCModel.params`, plus ``__config__``, the UTF-8 bytes of a JSON
+object::
+
+    {"format": "ctcseq.CTCModel", "format_version": 1,
+     "model": {input_size, hidden_size, num_layers, num_classes, blank,
+               peepholes, dtype},
+     "vocabulary": <caller's JSON value>, "features": <caller's JSON value>,
+     "params": {name: shape}, "sha256": <hex digest of the parameters>}
+"""
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .ctc import ctc_loss_grad
+from .decode import greedy_decode
+from .nn import BiLSTM, Linear, _positive_int
+
+FORMAT = "ctcseq.CTCModel"
+FORMAT_VERSION = 1
+_CONFIG_KEY = "__config__"
+
+
+def log_softmax(z):
+    """Log-softmax over the last axis, stable for any finite z."""
+    m = z.max(axis=-1, keepdims=True)
+    s = z - m
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+
+
+def _json_value(value, name):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be JSON-serialisable (dicts, lists, str, numbers): "
+                         f"{e}") from None
+    return json.loads(json.dumps(value))  # a private copy
+
+
+def _digest(params):
+    h = hashlib.sha256()
+    for k in sorted(params):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(params[k]).tobytes())
+    return h.hexdigest()
+
+
+class CTCModel:
+    """Bidirectional LSTM acoustic model trained with CTC (Graves et al. 2013).
+
+    Parameters
+    ----------
+    input_size : int
+        Features per frame (e.g. 123 for Graves 2013's filterbank + energy
+        with deltas).
+    hidden_size : int
+        LSTM units per direction and layer.
+    num_layers : int
+    num_classes : int
+        Output classes C, blank included.
+    blank : int, default 0
+    peepholes : bool, default True
+    seed : int, default 0
+        Initialisation seed (BiLSTM from ``seed``, output layer from
+        ``seed + 1``).
+    dtype : float32 or float64, default float32
+    init_range : float, optional
+        Parameters drawn from U(-init_range, init_range); default
+        ``1 / sqrt(hidden_size)`` for the BiLSTM and ``1 / sqrt(2 H)`` for
+        the output layer (torch's defaults).  Graves used 0.1.
+    vocabulary : JSON value, optional
+        Whatever the caller needs to map class indices to symbols (e.g. a
+        list of C strings); stored in the checkpoint.
+    features : JSON value, optional
+        The feature settings (e.g. ``{"type": "fbank", "n_mels": 40, ...}``),
+        stored in the checkpoint.
+
+    Attributes
+    ----------
+    params, grads : dict of str to ndarray
+        ``lstm.<torch LSTM name>`` and ``out.weight`` (C, 2H), ``out.bias``
+        (C,); the same arrays as the layers hold, updated in place.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers, num_classes, blank=0,
+                 peepholes=True, seed=0, dtype=np.float32, init_range=None,
+                 vocabulary=None, features=None):
+        self.num_classes = _positive_int(num_classes, "num_classes")
+        if isinstance(blank, (bool, np.bool_)) or not isinstance(blank, (int, np.integer)) \
+                or not 0 <= blank < self.num_classes:
+            raise ValueError(f"blank must be an integer in [0, {self.num_classes}), "
+                             f"got {blank!r}")
+        self.blank = int(blank)
+        self.vocabulary = _json_value(vocabulary, "vocabulary")
+        self.features = _json_value(features, "features")
+        self.lstm = BiLSTM(input_size, hidden_size, num_layers, peepholes=peepholes,
+                           seed=seed, dtype=dtype, init_range=init_range)
+        self.out = Linear(2 * self.lstm.hidden_size, self.num_classes, seed=seed + 1,
+                          dtype=dtype, init_range=init_range)
+        self.dtype = self.lstm.dtype
+        self.params = {**{f"lstm.{k}": v for k, v in self.lstm.params.items()},
+                       **{f"out.{k}": v for k, v in self.out.params.items()}}
+        self.grads = {**{f"lstm.{k}": v for k, v in self.lstm.grads.items()},
+                      **{f"out.{k}": v for k, v in self.out.grads.items()}}
+
+    # -- inference -----------------------------------------------------------
+    def _logits(self, x, lengths):
+        return self.out.forward(self.lstm.forward(x, lengths))
+
+    def log_probs(self, x, lengths):
+        """Per-frame log-posteriors.
+
+        Parameters
+        ----------
+        x : ndarray (T, N, input_size), the model's dtype
+        lengths : array of int (N,), each in [0, T]
+
+        Returns
+        -------
+        ndarray (T, N, num_classes)
+            Log-softmax over classes.  Frames past each length hold the
+            output of a zero hidden state and must be ignored.
+        """
+        return log_softmax(self._logits(x, lengths))
+
+    def decode(self, x, lengths):
+        """Greedy (best-path) label sequences, one list of class indices per sequence."""
+        return greedy_decode(self.log_probs(x, lengths), lengths, self.blank)
+
+    # -- training ------------------------------------------------------------
+    def loss_and_grads(self, x, lengths, targets, target_lengths, reduction="mean",
+                       zero_infinity=False):
+        """CTC loss of a padded batch and its gradient for every parameter.
+
+        Parameters
+        ----------
+        x : ndarray (T, N, input_size), the model's dtype
+        lengths : array of int (N,)
+            Valid frames per sequence, in [0, T].
+        targets : int array (N, S) padded, or 1-D concatenated
+            Label sequences (no blanks); see :func:`ctcseq.ctc.ctc_loss`.
+        target_lengths : array of int (N,)
+        reduction : {"mean", "sum"}
+            As :func:`ctcseq.ctc.ctc_loss` ("mean": per-sequence loss divided
+            by target length, averaged over the batch).
+        zero_infinity : bool
+            Give infeasible sequences zero loss and gradient.
+
+        Returns
+        -------
+        loss : float
+        grads : dict of str to ndarray
+            :attr:`grads`, overwritten; same names as :attr:`params`.
+        """
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        logits = self._logits(x, lengths)
+        lp = log_softmax(logits)
+        loss, g_lp = ctc_loss_grad(lp, targets, lengths, target_lengths, blank=self.blank,
+                                   reduction=reduction, zero_infinity=zero_infinity)
+        # back through log-softmax; g_lp is zero past each length, so is g_logits
+        g_logits = g_lp - np.exp(lp) * g_lp.sum(axis=-1, keepdims=True)
+        self.lstm.backward(self.out.backward(g_logits.astype(self.dtype, copy=False)),
+                           input_grad=False)
+        return float(loss), self.grads
+
+    # -- persistence ---------------------------------------------------------
+    def config(self):
+        """The JSON-able description stored with the weights."""
+        return {"format": FORMAT, "format_version": FORMAT_VERSION,
+                "model": {"input_size": self.lstm.input_size,
+                          "hidden_size": self.lstm.hidden_size,
+                          "num_layers": self.lstm.num_layers,
+                          "num_classes": self.num_classes, "blank": self.blank,
+                          "peepholes": self.lstm.peepholes, "dtype": self.dtype.name},
+                "vocabulary": self.vocabulary, "features": self.features,
+                "params": {k: list(v.shape) for k, v in self.params.items()},
+                "sha256": _digest(self.params)}
+
+    def save(self, path):
+        """Write the model to ``path`` (one ``.npz`` file) atomically.
+
+        The file is written to a temporary file in the same directory,
+        flushed to disk, then renamed over ``path`` (``os.replace``), so a
+        crash mid-save leaves any previous file at ``path`` intact.
+        """
+        path = os.fspath(path)
+        cfg = json.dumps(self.config()).encode("utf-8")
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}
+        arrays[_CONFIG_KEY] = np.frombuffer(cfg, np.uint8)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".ctcseq-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        try:  # make the rename itself durable (not possible on every platform)
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            The file is truncated or corrupt, is not a ctcseq model, was
+            written by a newer format version, or its weights do not match
+            its configuration.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no model file at {path!r}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}  # reads (and CRC-checks) everything
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{path!r} is not a readable model file (truncated or corrupt?): "
+                             f"{type(e).__name__}: {e}") from e
+        if _CONFIG_KEY not in arrays:
+            raise ValueError(f"{path!r} has no {_CONFIG_KEY} entry: not a ctcseq model file")
+        try:
+            cfg = json.loads(arrays.pop(_CONFIG_KEY).tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path!r}: corrupt model configuration: {e}") from e
+        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+            raise ValueError(f"{path!r} is not a {FORMAT} file")
+        version = cfg.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise ValueError(f"{path!r}: invalid format_version {version!r}")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{path!r} has format version {version}; this ctcseq reads "
+                             f"versions up to {FORMAT_VERSION} (upgrade ctcseq)")
+        try:
+            m = cfg["model"]
+            model = cls(m["input_size"], m["hidden_size"], m["num_layers"], m["num_classes"],
+                        blank=m["blank"], peepholes=m["peepholes"], dtype=m["dtype"],
+                        init_range=0.0, vocabulary=cfg.get("vocabulary"),
+                        features=cfg.get("features"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path!r}: invalid model configuration: {e}") from e
+        expected, found = set(model.params), set(arrays)
+        if expected != found:
+            raise ValueError(f"{path!r}: weights do not match the configuration; missing "
+                             f"{sorted(expected - found)}, unexpected {sorted(found - expected)}")
+        for k, p in model.params.items():
+            a = arrays[k]
+            if a.shape != p.shape or a.dtype != p.dtype:
+                raise ValueError(f"{path!r}: weight {k!r} has shape {a.shape} and dtype "
+                                 f"{a.dtype}; the configuration needs {p.shape} {p.dtype}")
+            p[...] = a
+        if cfg.get("sha256") != _digest(model.params):
+            raise ValueError(f"{path!r}: weights fail their checksum (corrupt file)")
+        return model

@@ -1,0 +1,174 @@
+"""Optimisers and regularisers for dicts of NumPy parameter arrays.
+
+Every function and class works on ``{name: ndarray}`` dicts (such as
+:attr:`ctcseq.model.CTCModel.params` and ``.grads``) and updates the
+parameter arrays in place.  Nothing here draws random numbers except
+:class:`WeightNoise`, which has its own seeded generator, so training is
+deterministic given the seeds.
+"""
+import contextlib
+
+import numpy as np
+
+
+def _check_dicts(params, grads):
+    if set(params) != set(grads):
+        missing = sorted(set(params) ^ set(grads))
+        raise ValueError(f"grads must have the same names as params; differing: {missing}")
+    for k, p in params.items():
+        if grads[k].shape != p.shape:
+            raise ValueError(f"grads[{k!r}] has shape {grads[k].shape}, params[{k!r}] "
+                             f"{p.shape}")
+
+
+def _nonneg(value, name, upper=None):
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (upper is not None and v >= upper):
+        bound = f"[0, {upper})" if upper is not None else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+class SGD:
+    """Stochastic gradient descent with classical momentum.
+
+    ``v <- momentum * v - lr * g``; ``p <- p + v``.  The defaults are
+    Graves et al.'s settings for BiLSTM-CTC (learning rate 1e-4, momentum
+    0.9, one update per utterance, loss summed over frames).
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        Updated in place by :meth:`step`.
+    lr : float, default 1e-4
+    momentum : float in [0, 1), default 0.9
+    """
+
+    def __init__(self, params, lr=1e-4, momentum=0.9):
+        self.params = params
+        self.lr = _nonneg(lr, "lr")
+        self.momentum = _nonneg(momentum, "momentum", upper=1.0)
+        self.velocity = {k: np.zeros_like(p) for k, p in params.items()}
+
+    def step(self, grads):
+        """Apply one update with ``grads`` (same names and shapes as params)."""
+        _check_dicts(self.params, grads)
+        for k, p in self.params.items():
+            v = self.velocity[k]
+            v *= self.momentum
+            v -= self.lr * grads[k]
+            p += v
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) with bias correction.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        Updated in place by :meth:`step`.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self.params = params
+        self.lr = _nonneg(lr, "lr")
+        if len(betas) != 2:
+            raise ValueError(f"betas must be a pair, got {betas!r}")
+        self.beta1 = _nonneg(betas[0], "betas[0]", upper=1.0)
+        self.beta2 = _nonneg(betas[1], "betas[1]", upper=1.0)
+        self.eps = _nonneg(eps, "eps")
+        self.t = 0
+        # moments in float64: float32 m and v lose the small updates of v
+        self.m = {k: np.zeros(p.shape) for k, p in params.items()}
+        self.v = {k: np.zeros(p.shape) for k, p in params.items()}
+
+    def step(self, grads):
+        """Apply one update with ``grads`` (same names and shapes as params)."""
+        _check_dicts(self.params, grads)
+        self.t += 1
+        c1 = 1.0 - self.beta1 ** self.t
+        c2 = 1.0 - self.beta2 ** self.t
+        for k, p in self.params.items():
+            g = grads[k]
+            m, v = self.m[k], self.v[k]
+            m *= self.beta1
+            m += (1.0 - self.beta1) * g
+            v *= self.beta2
+            v += (1.0 - self.beta2) * np.square(g, dtype=np.float64)
+            p -= (self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)).astype(p.dtype)
+
+
+def global_norm(grads):
+    """sqrt of the sum of squares of every array in ``grads`` (float64)."""
+    return float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads.values())))
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale all gradients in place so their global L2 norm is at most ``max_norm``.
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+    max_norm : float > 0
+
+    Returns
+    -------
+    norm : float
+        The global norm before clipping.  If it is not finite, the gradients
+        are left unchanged (the caller should skip the update).
+    """
+    max_norm = float(max_norm)
+    if not (np.isfinite(max_norm) and max_norm > 0):
+        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+    norm = global_norm(grads)
+    if np.isfinite(norm) and norm > max_norm:
+        scale = max_norm / norm
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+class WeightNoise:
+    """Gaussian weight noise (Graves 2013): perturb weights for one gradient evaluation.
+
+    The gradient is computed at ``params + noise`` with fresh noise per
+    evaluation; the update is then applied to the clean weights.  Usage::
+
+        noise = WeightNoise(std=0.075, seed=0)
+        with noise.perturbed(model.params):
+            loss, grads = model.loss_and_grads(...)
+        opt.step(grads)
+
+    Parameters
+    ----------
+    std : float >= 0, default 0.075
+        Standard deviation (Graves 2013 used 0.075).
+    seed : int, default 0
+        Seed of the noise generator; the sequence of perturbations is
+        deterministic given it.
+    include : callable, optional
+        ``include(name) -> bool`` selects the parameters to perturb;
+        default all.
+    """
+
+    def __init__(self, std=0.075, seed=0, include=None):
+        self.std = _nonneg(std, "std")
+        self.rng = np.random.default_rng(seed)
+        self.include = include or (lambda name: True)
+
+    @contextlib.contextmanager
+    def perturbed(self, params):
+        """Context in which ``params`` carry fresh noise; restored exactly on exit."""
+        saved = {}
+        try:
+            for k, p in params.items():
+                if self.include(k):
+                    saved[k] = p.copy()
+                    p += self.rng.normal(0.0, self.std, p.shape).astype(p.dtype)
+            yield params
+        finally:
+            for k, old in saved.items():
+                params[k][...] = old
