@@ -1,0 +1,382 @@
+"""The ``ctcseq`` command line: prepare, features, train, decode, eval.
+
+User errors (a missing file, a bad setting, malformed data) end with a
+one-line message on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Reported as one line; exit status 2."""
+
+
+# -- prepare -------------------------------------------------------------------
+
+def cmd_prepare(args, rest):
+    if args.corpus == "synth":
+        from data_prep import synth
+        return synth.main(rest)
+    raise UserError(f"unknown corpus {args.corpus!r}")
+
+
+# -- features ------------------------------------------------------------------
+
+def _feature_config(args):
+    from .features import FeatureConfig
+    if args.config:
+        with open(args.config) as f:
+            return FeatureConfig.from_dict(json.load(f))
+    return FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels,
+                         n_mfcc=args.n_mfcc, energy=not args.no_energy, deltas=args.deltas,
+                         win_ms=args.win_ms, hop_ms=args.hop_ms)
+
+
+def cmd_features(args, rest):
+    from .datadir import read_table, resolve_wav
+    from .extract import extract_corpus
+    cfg = _feature_config(args)
+    wav_scp = read_table(os.path.join(args.data, "wav.scp"))
+    wavs = {utt: resolve_wav(args.data, path) for utt, path in wav_scp.items()}
+    res = extract_corpus(wavs, args.out, cfg, jobs=args.jobs, progress=not args.quiet)
+    print(f"features: {res['extracted']} extracted, {res['skipped']} already there, "
+          f"{len(res['failed'])} failed -> {args.out} ({cfg.dim} values per frame)")
+    return 0
+
+
+# -- train ---------------------------------------------------------------------
+
+def cmd_train(args, rest):
+    import numba
+
+    from .dataset import load_examples, read_text, vocabulary_from_texts
+    from .datadir import read_table
+    from .extract import FeatureStore
+    from .features import Normalizer
+    from .model import CTCModel
+    from .train import TrainConfig, Trainer
+
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    ckpt = os.path.join(args.out, "checkpoint.npz")
+    if os.path.exists(ckpt) and not args.resume:
+        raise UserError(f"{ckpt} exists: pass --resume to continue that run, or choose "
+                        f"another --out")
+    train_text = read_text(os.path.join(args.train_data, args.text))
+    vocab = vocabulary_from_texts([train_text], args.symbols)
+    store = FeatureStore(args.train_feats)
+    utt2spk = read_table(os.path.join(args.train_data, "utt2spk"))
+    norm = Normalizer(per_speaker=args.per_speaker_cmvn).fit(
+        (store[u], utt2spk.get(u)) for u in sorted(store.keys()) if u in train_text)
+    train, skipped = load_examples(args.train_data, args.train_feats, vocab, norm, args.text)
+    dev = []
+    if args.dev_data:
+        dev, _ = load_examples(args.dev_data, args.dev_feats, vocab, norm, args.text)
+    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                      batch_frames=args.batch_frames, max_epochs=args.epochs,
+                      patience=args.patience, clip=args.clip, weight_noise=args.weight_noise,
+                      checkpoint_every=args.checkpoint_every, seed=args.seed)
+    model = CTCModel(store.config.dim, args.hidden, args.layers, len(vocab), blank=0,
+                     peepholes=not args.no_peepholes, seed=args.seed,
+                     init_range=args.init_range, vocabulary=vocab,
+                     features={"config": store.config.to_dict(), "normalizer": norm.to_dict(),
+                               "text": args.text})
+    n_weights = sum(p.size for p in model.params.values())
+    frames = sum(e.feats.shape[0] for e in train)
+    print(f"train: {len(train)} utterances ({frames / 360000:.2f} h), dev: {len(dev)}, "
+          f"{len(vocab)} classes, {n_weights / 1e6:.2f}M weights"
+          + (f"; {len(skipped)} without features skipped" if skipped else ""))
+    if args.lm_order:
+        from .lm import train_token_lm
+        lm = train_token_lm([e.labels for e in train], len(vocab), order=args.lm_order)
+        os.makedirs(args.out, exist_ok=True)
+        lm.save(os.path.join(args.out, "lm.json"))
+        print(f"token {args.lm_order}-gram LM of the training transcripts -> "
+              f"{os.path.join(args.out, 'lm.json')}")
+    trainer = Trainer(model, train, dev, args.out, cfg, progress=not args.quiet)
+    if args.resume and trainer.resume():
+        st = trainer.state
+        print(f"resuming at epoch {st['epoch'] + 1}, batch {st['batch']}")
+    history = trainer.run()
+    best = trainer.state["best_dev_err"]
+    print(f"done: {len(history)} epochs; best model {os.path.join(args.out, 'best.npz')}"
+          + (f" (dev error {100 * best:.2f}% at epoch {trainer.state['best_epoch']})"
+             if dev and best is not None else ""))
+    return 0
+
+
+# -- decode --------------------------------------------------------------------
+
+def _load_model(path):
+    from .features import FeatureConfig, Normalizer
+    from .model import CTCModel
+    model = CTCModel.load(path)
+    feats = model.features or {}
+    try:
+        cfg = FeatureConfig.from_dict(feats["config"])
+        norm = Normalizer.from_dict(feats["normalizer"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path}: the model carries no feature settings ({e}); it was not "
+                        f"trained with 'ctcseq train'") from None
+    return model, cfg, norm
+
+
+def _make_decoder(args, model):
+    """(log_probs, lengths) -> list of label lists: greedy, or beam search
+    with an optional language model."""
+    from .decode import beam_search, greedy_decode
+    if not args.beam:
+        if args.lm:
+            raise UserError("--lm needs beam search: add --beam N")
+        return lambda lp, lengths: greedy_decode(lp, lengths, blank=model.blank)
+    lm = None
+    if args.lm:
+        from .lm import TokenLM, WordLM, read_arpa
+        if args.lm.endswith(".arpa"):
+            delim = args.word_delimiter or ("<space>" if "<space>" in model.vocabulary else None)
+            lm = WordLM(read_arpa(args.lm), model.vocabulary, word_delimiter=delim,
+                        lexicon=args.lexicon)
+        else:
+            lm = TokenLM.load(args.lm)
+
+    def decode(lp, lengths):
+        hyps = beam_search(lp, lengths, beam_width=args.beam, blank=model.blank, lm=lm,
+                           alpha=args.alpha, beta=args.beta)
+        return [h[0].tokens if h else [] for h in hyps]
+    return decode
+
+
+def _decode_feats(model, norm, items, decoder, batch_frames=20000):
+    """items: list of (key, feats) -> {key: [symbols]}."""
+    import numpy as np
+    from .train import Example, make_batches, pad_batch
+    examples = [Example(k, norm(f), np.zeros(0, np.int64)) for k, f in items]
+    out = {}
+    for idx in make_batches([e.feats.shape[0] for e in examples], batch_frames,
+                            np.random.default_rng(0)):
+        batch = [examples[i] for i in idx]
+        x, lengths, _, _ = pad_batch(batch, model.dtype)
+        for e, labels in zip(batch, decoder(model.log_probs(x, lengths), lengths)):
+            out[e.utt] = [model.vocabulary[c] for c in labels]
+    return out
+
+
+def cmd_decode(args, rest):
+    from .extract import FeatureStore
+    from .features import AudioError, compute_features, load_audio
+    model, cfg, norm = _load_model(args.model)
+    decoder = _make_decoder(args, model)
+    if args.feats:
+        store = FeatureStore(args.feats)
+        if store.config != cfg:
+            raise UserError(f"{args.feats} holds features made with other settings than "
+                            f"the model's")
+        hyps = _decode_feats(model, norm, [(u, store[u]) for u in sorted(store.keys())], decoder)
+        lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
+        failures = 0
+    else:
+        if not args.audio:
+            raise UserError("give audio files to decode, or --feats DIR")
+        items, failures = [], 0
+        for path in args.audio:
+            try:
+                items.append((path, compute_features(load_audio(path, cfg.sample_rate), cfg,
+                                                     name=path)))
+            except AudioError as e:
+                print(f"ctcseq decode: {e}", file=sys.stderr)
+                failures += 1
+        hyps = _decode_feats(model, norm, items, decoder)
+        lines = [f"{p} {' '.join(hyps[p])}" for p, _ in items]
+    if args.out:
+        with open(args.out, "w") as f:
+            f.writelines(line + "\n" for line in lines)
+    else:
+        for line in lines:
+            print(line)
+    return 1 if failures else 0
+
+
+# -- eval ----------------------------------------------------------------------
+
+def cmd_eval(args, rest):
+    from .dataset import read_text
+    from .datadir import read_table
+    from .metrics import ErrorCounts, alignment_picture, fold, score, timit_fold_map
+    refs, hyps = read_text(args.ref), read_text(args.hyp)
+    fold_map = None
+    if args.fold:
+        fold_map = timit_fold_map(39 if args.fold == "timit39" else 48)
+    total, per = score(refs, hyps, fold_map)
+    name = args.name
+    print(f"{name} {100 * total.rate:.2f}% [ {total.errors} / {total.ref_len}, "
+          f"{total.sub} sub, {total.dele} del, {total.ins} ins ] over {len(per)} utterances")
+    if args.utt2spk:
+        utt2spk = read_table(args.utt2spk)
+        groups = {}
+        for utt, c in per.items():
+            spk = utt2spk.get(utt, "?")
+            groups[spk] = groups.get(spk, ErrorCounts()) + c
+        width = max(len(s) for s in groups)
+        print(f"{'speaker'.ljust(width)}  {name:>6}  sub  del  ins  tokens")
+        for spk, c in sorted(groups.items(), key=lambda kv: -kv[1].rate):
+            print(f"{spk.ljust(width)}  {100 * c.rate:5.2f}%  {c.sub:3d}  {c.dele:3d}  "
+                  f"{c.ins:3d}  {c.ref_len:6d}")
+    if args.details:
+        with open(args.details, "w") as f:
+            for utt, c in sorted(per.items()):
+                f.write(f"{utt} {100 * c.rate:.2f} {c.sub} {c.dele} {c.ins} {c.ref_len}\n")
+    if args.worst:
+        worst = sorted(per.items(), key=lambda kv: (-kv[1].errors, kv[0]))[: args.worst]
+        for utt, c in worst:
+            r, h = refs[utt], hyps[utt]
+            if fold_map is not None:
+                r, h = fold(r, fold_map), fold(h, fold_map)
+            print(f"\n{utt}: {c.errors} errors ({c.sub} sub, {c.dele} del, {c.ins} ins)")
+            print(alignment_picture(r, h))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="ctcseq", description="BiLSTM-CTC sequence labelling: "
+                                "prepare data, extract features, train, decode, score.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pp = sub.add_parser("prepare", help="build a corpus as Kaldi-style data directories",
+                        description="Build a corpus. 'synth' synthesises the default offline "
+                        "corpus with eSpeak NG; options after the corpus name go to its "
+                        "builder (see 'ctcseq prepare synth --help').", add_help=True)
+    pp.add_argument("corpus", choices=["synth"], help="which corpus")
+    pp.set_defaults(func=cmd_prepare, passthrough=True)
+
+    pf = sub.add_parser("features", help="extract features of a data directory",
+                        description="Extract features for every utterance of DATA's wav.scp "
+                        "into OUT (parallel, resumable; unusable files are listed, not fatal).")
+    pf.add_argument("data", help="data directory with wav.scp")
+    pf.add_argument("out", help="feature directory to (re)fill")
+    pf.add_argument("--config", help="JSON file of feature settings (overrides the options below)")
+    pf.add_argument("--kind", choices=["fbank", "mfcc"], default="fbank",
+                    help="log-mel filterbank or MFCC (default fbank)")
+    pf.add_argument("--sample-rate", type=int, default=16000, help="analysis rate in Hz (16000)")
+    pf.add_argument("--n-mels", type=int, default=40, help="mel channels (40)")
+    pf.add_argument("--n-mfcc", type=int, default=13, help="cepstra incl. c0, for mfcc (13)")
+    pf.add_argument("--no-energy", action="store_true", help="no log-energy term")
+    pf.add_argument("--deltas", type=int, default=2, choices=[0, 1, 2],
+                    help="0 static, 1 +deltas, 2 +delta-deltas (2)")
+    pf.add_argument("--win-ms", type=float, default=25.0, help="frame length in ms (25)")
+    pf.add_argument("--hop-ms", type=float, default=10.0, help="frame shift in ms (10)")
+    pf.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
+    pf.add_argument("--quiet", action="store_true", help="no progress line")
+    pf.set_defaults(func=cmd_features)
+
+    pt = sub.add_parser("train", help="train a BiLSTM-CTC model",
+                        description="Train a BiLSTM-CTC model; checkpoints every epoch (and "
+                        "every --checkpoint-every batches) so --resume continues a killed run "
+                        "exactly. Writes OUT/best.npz, OUT/train.jsonl, OUT/curves.png.")
+    pt.add_argument("--train-data", required=True, help="training data directory")
+    pt.add_argument("--train-feats", required=True, help="its feature directory")
+    pt.add_argument("--dev-data", help="dev data directory (model selection, early stopping)")
+    pt.add_argument("--dev-feats", help="its feature directory")
+    pt.add_argument("--out", required=True, help="experiment directory")
+    pt.add_argument("--text", default="text.phn",
+                    help="transcript file in the data directories (text.phn, text.chr, text)")
+    pt.add_argument("--symbols", help="symbol inventory file (one per line); default: the "
+                    "symbols seen in the training transcripts")
+    pt.add_argument("--hidden", type=int, default=250, help="LSTM units per direction (250)")
+    pt.add_argument("--layers", type=int, default=3, help="BiLSTM layers (3)")
+    pt.add_argument("--no-peepholes", action="store_true", help="plain LSTM cells")
+    pt.add_argument("--init-range", type=float, default=None,
+                    help="uniform init range (default 1/sqrt(hidden))")
+    pt.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                    help="adam, or sgd with momentum (Graves) (adam)")
+    pt.add_argument("--lr", type=float, default=1e-3, help="learning rate (1e-3)")
+    pt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+    pt.add_argument("--batch-frames", type=int, default=8000,
+                    help="padded frames per batch; batches are bucketed by length (8000)")
+    pt.add_argument("--epochs", type=int, default=20, help="maximum epochs (20)")
+    pt.add_argument("--patience", type=int, default=3,
+                    help="stop after this many epochs without a better dev error (3)")
+    pt.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip (5)")
+    pt.add_argument("--weight-noise", type=float, default=0.0,
+                    help="Gaussian weight noise std, Graves 2013 (0: off)")
+    pt.add_argument("--checkpoint-every", type=int, default=50,
+                    help="also checkpoint every N batches (50; 0: per epoch only)")
+    pt.add_argument("--per-speaker-cmvn", action="store_true",
+                    help="normalise training speakers with their own statistics")
+    pt.add_argument("--lm-order", type=int, default=0,
+                    help="also train a token n-gram LM of this order on the training "
+                    "transcripts, saved as OUT/lm.json for 'decode --lm' (0: none)")
+    pt.add_argument("--seed", type=int, default=0, help="initialisation and batch order (0)")
+    pt.add_argument("--threads", type=int, default=0, help="Numba threads (default: all cores)")
+    pt.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.npz")
+    pt.add_argument("--quiet", action="store_true", help="no progress line")
+    pt.set_defaults(func=cmd_train)
+
+    pd = sub.add_parser("decode", help="transcribe audio files (or a feature directory)",
+                        description="Transcribe audio files with a trained model: one line "
+                        "'<file> <symbols>' per file. Files that cannot be read are reported "
+                        "and skipped (exit status 1).")
+    pd.add_argument("model", help="model file (best.npz from 'ctcseq train')")
+    pd.add_argument("audio", nargs="*", help="audio files (any format soundfile reads)")
+    pd.add_argument("--feats", help="decode a feature directory instead: '<utt> <symbols>' lines")
+    pd.add_argument("--out", help="write the lines to this file instead of stdout")
+    pd.add_argument("--beam", type=int, default=0,
+                    help="prefix beam search with this beam width (default 0: greedy)")
+    pd.add_argument("--lm", help="language model: a token n-gram JSON from 'ctcseq train "
+                    "--lm-order' (e.g. OUT/lm.json), or a word ARPA file (*.arpa)")
+    pd.add_argument("--alpha", type=float, default=0.5, help="LM weight (0.5)")
+    pd.add_argument("--beta", type=float, default=0.0,
+                    help="insertion bonus per token (token LM) or word (word LM) (0)")
+    pd.add_argument("--lexicon", help="word ARPA LM: lexicon file 'word tok tok ...' that "
+                    "constrains the output to known words")
+    pd.add_argument("--word-delimiter", help="word ARPA LM: the token that ends a word "
+                    "(default <space> when the model has it)")
+    pd.set_defaults(func=cmd_decode)
+
+    pe = sub.add_parser("eval", help="error rate of hypotheses against references",
+                        description="Score '<utt> <tokens>' hypotheses against references: "
+                        "error rate with substitutions, deletions and insertions.")
+    pe.add_argument("ref", help="reference transcripts (e.g. data/test/text.phn)")
+    pe.add_argument("hyp", help="hypotheses ('ctcseq decode --feats ... --out')")
+    pe.add_argument("--fold", choices=["timit39", "timit48"],
+                    help="fold TIMIT phones before scoring (Lee & Hon)")
+    pe.add_argument("--utt2spk", help="also report the error rate per speaker")
+    pe.add_argument("--details", help="write per-utterance counts to this file")
+    pe.add_argument("--worst", type=int, default=0,
+                    help="print alignments of the N worst utterances")
+    pe.add_argument("--name", default="ER", help="label of the rate (PER, CER, WER)")
+    pe.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # 'prepare CORPUS ...' hands everything after the corpus name to its builder
+    rest = []
+    if len(argv) >= 2 and argv[0] == "prepare" and not argv[1].startswith("-"):
+        argv, rest = argv[:2], argv[2:]
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, rest) or 0
+    except UserError as e:
+        print(f"ctcseq {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad data, missing files: one line, no traceback
+        msg = str(e) if not isinstance(e, OSError) or not e.filename else \
+            f"{e.filename}: {e.strerror}"
+        print(f"ctcseq {args.command}: error: {msg}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"ctcseq {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

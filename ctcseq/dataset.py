@@ -1,0 +1,89 @@
+"""Training examples from a Kaldi-style data directory and its features."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .datadir import read_table
+from .extract import FeatureStore
+from .train import Example
+
+__all__ = ["BLANK_SYMBOL", "vocabulary_from_texts", "load_examples", "read_text"]
+
+BLANK_SYMBOL = "<blk>"
+
+
+def read_text(path):
+    """``utt tok tok ...`` lines -> {utt: [tok, ...]}."""
+    return {utt: value.split() for utt, value in read_table(path).items()}
+
+
+def vocabulary_from_texts(texts, symbols_file=None):
+    """Class list: the blank first, then the symbols.
+
+    Parameters
+    ----------
+    texts : iterable of dict[str, list[str]]
+        Transcripts whose symbols are collected (sorted) when no
+        ``symbols_file`` is given.
+    symbols_file : str, optional
+        One symbol per line (first field), e.g. a corpus's ``phones.txt``;
+        fixes the inventory and its order.
+    """
+    if symbols_file:
+        with open(symbols_file, encoding="utf-8") as f:
+            symbols = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+    else:
+        symbols = sorted({tok for text in texts for toks in text.values() for tok in toks})
+    if BLANK_SYMBOL in symbols:
+        symbols.remove(BLANK_SYMBOL)
+    return [BLANK_SYMBOL] + symbols
+
+
+def load_examples(data_dir, feats_dir, vocabulary, normalizer=None, text_name="text.phn"):
+    """Examples for every utterance that has both features and a transcript.
+
+    Parameters
+    ----------
+    data_dir : str
+        Kaldi-style data directory holding ``text_name`` and ``utt2spk``.
+    feats_dir : str
+        Feature directory from :func:`ctcseq.extract.extract_corpus`.
+    vocabulary : list of str
+        Class symbols (index 0 the blank).
+    normalizer : ctcseq.features.Normalizer, optional
+        Applied with each utterance's speaker.
+    text_name : str
+        Transcript file inside data_dir (``text.phn`` phones, ``text.chr``
+        characters, ``text`` words).
+
+    Returns
+    -------
+    examples : list of Example
+    skipped : list of str
+        Utterances without features (e.g. unreadable audio).
+
+    Raises
+    ------
+    ValueError
+        A transcript holds a symbol that is not in the vocabulary.
+    """
+    text = read_text(os.path.join(data_dir, text_name))
+    utt2spk = read_table(os.path.join(data_dir, "utt2spk"))
+    store = FeatureStore(feats_dir)
+    index = {s: i for i, s in enumerate(vocabulary)}
+    examples, skipped = [], []
+    for utt in sorted(text):
+        if utt not in store:
+            skipped.append(utt)
+            continue
+        unknown = [t for t in text[utt] if t not in index or t == BLANK_SYMBOL]
+        if unknown:
+            raise ValueError(f"{data_dir}/{text_name}: utterance {utt} has symbol(s) "
+                             f"{sorted(set(unknown))} that are not in the vocabulary")
+        feats = store[utt]
+        if normalizer is not None:
+            feats = normalizer(feats, utt2spk.get(utt))
+        examples.append(Example(utt, feats, np.array([index[t] for t in text[utt]], np.int64)))
+    return examples, skipped

@@ -1,0 +1,337 @@
+"""Training loop for :class:`ctcseq.model.CTCModel`: bucketed batches,
+checkpoints, exact resume, early stopping, a JSONL log and learning curves.
+
+Determinism: the batch order of epoch e and the weight noise of each batch
+are drawn from generators seeded by (seed, epoch[, batch]), and every
+checkpoint stores the weights, the optimiser state and the position in the
+epoch.  Resuming from any checkpoint therefore replays exactly the updates an
+uninterrupted run makes, and ends with the same weights.
+
+Files in the output directory::
+
+    checkpoint.npz   weights + optimiser state + trainer state (atomic)
+    best.npz         the model with the lowest dev error so far (a plain
+                     CTCModel file: what decoding needs)
+    train.jsonl      one JSON object per epoch
+    curves.png       training loss and dev error per epoch
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from .ctc import ctc_loss
+from .metrics import error_rate
+from .model import CTCModel
+from .optim import SGD, Adam, WeightNoise, clip_grad_norm
+from .progress import Progress
+
+__all__ = ["Example", "TrainConfig", "make_batches", "pad_batch", "Trainer"]
+
+
+@dataclasses.dataclass
+class Example:
+    """One utterance: features (n_frames, dim) float32 and label indices."""
+
+    utt: str
+    feats: np.ndarray
+    labels: np.ndarray
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings (all JSON-able; stored in checkpoints).
+
+    optimizer : "adam" or "sgd" (SGD with momentum, Graves's choice)
+    lr, momentum : learning rate; momentum for SGD
+    batch_frames : a batch holds at most this many (padded) frames
+    max_epochs, patience : stop after max_epochs, or after ``patience``
+        epochs without a better dev error
+    clip : global gradient-norm clip (0 disables)
+    weight_noise : std of Gaussian weight noise (0 disables; Graves 2013
+        used 0.075, after convergence without it)
+    checkpoint_every : also checkpoint every this many batches (0: only at
+        the end of each epoch)
+    seed : batch order and weight noise
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    batch_frames: int = 8000
+    max_epochs: int = 20
+    patience: int = 3
+    clip: float = 5.0
+    weight_noise: float = 0.0
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("batch_frames", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "clip", "weight_noise", "patience", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def make_batches(lengths, batch_frames, rng):
+    """Bucket by length: sort, cut into batches of at most ``batch_frames``
+    padded frames, shuffle the batch order.
+
+    Returns a list of index arrays.  An utterance longer than batch_frames
+    gets a batch of its own.
+    """
+    lengths = np.asarray(lengths)
+    # ties broken by a random key so equal lengths mix across epochs
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches, cur, longest = [], [], 0
+    for i in order:
+        new_longest = max(longest, lengths[i])
+        if cur and new_longest * (len(cur) + 1) > batch_frames:
+            batches.append(np.array(cur))
+            cur, new_longest = [], lengths[i]
+        cur.append(i)
+        longest = new_longest
+    if cur:
+        batches.append(np.array(cur))
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(examples, dtype):
+    """(x (T, N, D), lengths (N,), targets (N, S), target_lengths (N,))."""
+    lengths = np.array([e.feats.shape[0] for e in examples])
+    tlens = np.array([len(e.labels) for e in examples])
+    T, D = lengths.max(), examples[0].feats.shape[1]
+    x = np.zeros((T, len(examples), D), dtype)
+    targets = np.zeros((len(examples), max(1, tlens.max())), np.int64)
+    for n, e in enumerate(examples):
+        x[: lengths[n], n] = e.feats
+        targets[n, : tlens[n]] = e.labels
+    return x, lengths, targets, tlens
+
+
+def _make_optimizer(cfg, params):
+    if cfg.optimizer == "adam":
+        return Adam(params, lr=cfg.lr)
+    return SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def _opt_state(opt):
+    if isinstance(opt, Adam):
+        return {"t": opt.t}, {**{f"m/{k}": v for k, v in opt.m.items()},
+                               **{f"v/{k}": v for k, v in opt.v.items()}}
+    return {}, {f"velocity/{k}": v for k, v in opt.velocity.items()}
+
+
+def _load_opt_state(opt, meta, arrays):
+    if isinstance(opt, Adam):
+        opt.t = int(meta["t"])
+        for k in opt.m:
+            opt.m[k][...] = arrays[f"m/{k}"]
+            opt.v[k][...] = arrays[f"v/{k}"]
+    else:
+        for k in opt.velocity:
+            opt.velocity[k][...] = arrays[f"velocity/{k}"]
+
+
+def evaluate(model, examples, batch_frames, dtype):
+    """Mean per-label CTC loss and greedy label error rate over examples."""
+    if not examples:
+        return float("nan"), float("nan")
+    batches = make_batches([e.feats.shape[0] for e in examples], batch_frames,
+                           np.random.default_rng(0))
+    total_loss, total_labels, refs, hyps = 0.0, 0, [], []
+    for idx in batches:
+        batch = [examples[i] for i in idx]
+        x, lengths, targets, tlens = pad_batch(batch, dtype)
+        lp = model.log_probs(x, lengths)
+        losses = ctc_loss(lp, targets, lengths, tlens, blank=model.blank,
+                          reduction="none", zero_infinity=True)
+        total_loss += float(np.sum(losses))
+        total_labels += int(tlens.sum())
+        hyps += model.decode(x, lengths)
+        refs += [list(e.labels) for e in batch]
+    return total_loss / max(total_labels, 1), error_rate(refs, hyps)
+
+
+class Trainer:
+    """Trains ``model`` on ``train`` examples, selecting on ``dev``.
+
+    Parameters
+    ----------
+    model : CTCModel
+        Trained in place.
+    train, dev : list of Example
+    out_dir : str
+    cfg : TrainConfig
+    progress : bool
+        Show a progress line.
+    """
+
+    def __init__(self, model: CTCModel, train, dev, out_dir, cfg: TrainConfig, progress=True):
+        if not train:
+            raise ValueError("train: no training examples")
+        self.model, self.train, self.dev, self.cfg = model, train, dev, cfg
+        self.out_dir = out_dir
+        self.progress = progress
+        os.makedirs(out_dir, exist_ok=True)
+        self.opt = _make_optimizer(cfg, model.params)
+        self.state = {"epoch": 0, "batch": 0, "best_dev_err": None, "best_epoch": None,
+                      "bad_epochs": 0, "history": [], "epoch_loss": 0.0,
+                      "epoch_labels": 0, "epoch_seconds": 0.0, "done": False}
+        self.ckpt_path = os.path.join(out_dir, "checkpoint.npz")
+
+    # -- checkpoints -----------------------------------------------------------
+    def save_checkpoint(self):
+        opt_meta, opt_arrays = _opt_state(self.opt)
+        meta = {"format": "ctcseq.checkpoint", "format_version": 1,
+                "model_config": self.model.config(), "train_config": dataclasses.asdict(self.cfg),
+                "trainer": self.state, "optimizer": opt_meta}
+        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
+        arrays.update({f"opt/{k}": v for k, v in opt_arrays.items()})
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=self.out_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.ckpt_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def resume(self):
+        """Continue from ``checkpoint.npz`` in out_dir; returns False if none."""
+        if not os.path.exists(self.ckpt_path):
+            return False
+        try:
+            with np.load(self.ckpt_path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+        except Exception as e:
+            raise ValueError(f"{self.ckpt_path} is unreadable (truncated or corrupt?): {e}") from e
+        if meta.get("format") != "ctcseq.checkpoint":
+            raise ValueError(f"{self.ckpt_path} is not a ctcseq training checkpoint")
+        mine = self.model.config()["model"]
+        if meta["model_config"]["model"] != mine:
+            raise ValueError(f"{self.ckpt_path} was written for a different model "
+                             f"({meta['model_config']['model']}, not {mine})")
+        if meta["train_config"] != dataclasses.asdict(self.cfg):
+            raise ValueError(f"{self.ckpt_path} was written with other training settings "
+                             f"({meta['train_config']}); resume with the same settings")
+        for k, p in self.model.params.items():
+            p[...] = arrays[f"param/{k}"]
+        _load_opt_state(self.opt, meta["optimizer"],
+                        {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
+        self.state = meta["trainer"]
+        return True
+
+    # -- the loop --------------------------------------------------------------
+    def _log_epoch(self, record):
+        with open(os.path.join(self.out_dir, "train.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def run(self, log=print):
+        """Train until max_epochs or early stopping; returns the history."""
+        cfg, st, model = self.cfg, self.state, self.model
+        lengths = [e.feats.shape[0] for e in self.train]
+        while not st["done"] and st["epoch"] < cfg.max_epochs:
+            epoch = st["epoch"]
+            batches = make_batches(lengths, cfg.batch_frames,
+                                   np.random.default_rng([cfg.seed, epoch]))
+            bar = Progress(len(batches), f"epoch {epoch + 1}", "batch", enabled=self.progress)
+            bar.count = st["batch"]
+            t_start = time.monotonic() - st["epoch_seconds"]
+            frames = 0
+            for b in range(st["batch"], len(batches)):
+                batch = [self.train[i] for i in batches[b]]
+                x, lens, targets, tlens = pad_batch(batch, model.dtype)
+                if cfg.weight_noise > 0:
+                    noise = WeightNoise(cfg.weight_noise, seed=[cfg.seed, epoch, b])
+                    with noise.perturbed(model.params):
+                        loss, grads = model.loss_and_grads(x, lens, targets, tlens,
+                                                           zero_infinity=True)
+                else:
+                    loss, grads = model.loss_and_grads(x, lens, targets, tlens, zero_infinity=True)
+                norm = clip_grad_norm(grads, cfg.clip) if cfg.clip > 0 else 0.0
+                if math.isfinite(loss) and math.isfinite(norm):
+                    self.opt.step(grads)
+                st["epoch_loss"] += loss * len(batch)  # "mean" loss is per label, per sequence
+                st["epoch_labels"] += len(batch)
+                st["batch"] = b + 1
+                frames += int(lens.sum())
+                elapsed = time.monotonic() - t_start
+                st["epoch_seconds"] = elapsed
+                bar.update(postfix=f"loss {st['epoch_loss'] / st['epoch_labels']:.3f}, "
+                                   f"{frames / max(elapsed, 1e-9):.0f} frames/s")
+                if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 \
+                        and b + 1 < len(batches):
+                    self.save_checkpoint()
+            bar.close()
+            dev_loss, dev_err = evaluate(model, self.dev, cfg.batch_frames, model.dtype)
+            record = {"epoch": epoch + 1,
+                      "train_loss": st["epoch_loss"] / max(st["epoch_labels"], 1),
+                      "dev_loss": dev_loss, "dev_err": dev_err,
+                      "seconds": round(st["epoch_seconds"], 2)}
+            st["history"].append(record)
+            # without dev data every epoch counts as the best so far
+            improved = (not self.dev or st["best_dev_err"] is None
+                        or dev_err < st["best_dev_err"])
+            if improved:
+                st["best_dev_err"], st["best_epoch"], st["bad_epochs"] = dev_err, epoch + 1, 0
+                model.save(os.path.join(self.out_dir, "best.npz"))
+            else:
+                st["bad_epochs"] += 1
+            log(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, dev loss "
+                f"{dev_loss:.4f}, dev error {100 * dev_err:.2f}%"
+                f"{' (best)' if improved else ''}, {record['seconds']:.0f}s")
+            self._log_epoch(record)
+            st.update(epoch=epoch + 1, batch=0, epoch_loss=0.0, epoch_labels=0, epoch_seconds=0.0)
+            if self.dev and cfg.patience and st["bad_epochs"] >= cfg.patience:
+                log(f"early stop: no better dev error for {cfg.patience} epochs "
+                    f"(best {100 * st['best_dev_err']:.2f}% at epoch {st['best_epoch']})")
+                st["done"] = True
+            self.save_checkpoint()
+            plot_curves(st["history"], os.path.join(self.out_dir, "curves.png"))
+        return st["history"]
+
+
+def plot_curves(history, path):
+    """Training loss and dev error per epoch, as a PNG (needs matplotlib;
+    skipped with a note if it is not installed)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 3.5))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    ax1.plot(epochs, [h["dev_loss"] for h in history], "s-", label="dev loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("CTC loss per label")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [100 * h["dev_err"] for h in history], "^-", color="C3",
+             label="dev error %")
+    ax2.set_ylabel("dev error (%)")
+    lines = ax1.get_lines() + ax2.get_lines()
+    ax1.legend(lines, [ln.get_label() for ln in lines], loc="upper right")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True

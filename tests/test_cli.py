@@ -1,0 +1,115 @@
+"""The ctcseq command line, end to end on a tiny synthetic corpus, and its
+error handling (one line on stderr, exit status 2, no traceback)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ctcseq.cli import main
+
+pytest.importorskip("espeakng_loader")
+pytest.importorskip("wordfreq")
+
+
+def ctcseq(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ctcseq.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    assert main(["prepare", "synth", "--out", str(data), "--hours", "0.02", "--seed", "1",
+                 "--jobs", "2"]) == 0
+    return root, data
+
+
+def test_every_stage_on_a_tiny_corpus(corpus, capsys):
+    root, data = corpus
+    feats = root / "feats"
+    for split in ("train", "dev", "test"):
+        assert main(["features", str(data / split), str(feats / split), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "123 values per frame" in out
+    model_dir = root / "model"
+    assert main(["train", "--train-data", str(data / "train"), "--train-feats",
+                 str(feats / "train"), "--dev-data", str(data / "dev"), "--dev-feats",
+                 str(feats / "dev"), "--symbols", str(data / "phones.txt"), "--out",
+                 str(model_dir), "--hidden", "8", "--layers", "1", "--epochs", "2",
+                 "--lm-order", "2", "--quiet"]) == 0
+    history = [json.loads(s) for s in (model_dir / "train.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert (model_dir / "best.npz").exists() and (model_dir / "curves.png").exists()
+    # a finished run refuses to start over, and --resume has nothing left to do
+    assert main(["train", "--train-data", str(data / "train"), "--train-feats",
+                 str(feats / "train"), "--symbols", str(data / "phones.txt"),
+                 "--out", str(model_dir), "--hidden", "8", "--layers", "1", "--epochs", "2",
+                 "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    hyp = root / "hyp.txt"
+    assert main(["decode", str(model_dir / "best.npz"), "--feats", str(feats / "test"),
+                 "--out", str(hyp)]) == 0
+    lines = hyp.read_text().splitlines()
+    test_utts = (data / "test" / "text.phn").read_text().splitlines()
+    assert [s.split()[0] for s in lines] == [s.split()[0] for s in test_utts]
+    beam_hyp = root / "beam_hyp.txt"
+    assert main(["decode", str(model_dir / "best.npz"), "--feats", str(feats / "test"),
+                 "--out", str(beam_hyp), "--beam", "4", "--lm", str(model_dir / "lm.json"),
+                 "--alpha", "0.3", "--beta", "0.5"]) == 0
+    assert [s.split()[0] for s in beam_hyp.read_text().splitlines()] == \
+        [s.split()[0] for s in lines]
+    assert main(["decode", str(model_dir / "best.npz"), "--feats", str(feats / "test"),
+                 "--lm", str(model_dir / "lm.json")]) == 2
+    assert "--lm needs beam search" in capsys.readouterr().err
+    assert main(["eval", str(data / "test" / "text.phn"), str(hyp), "--name", "PER",
+                 "--utt2spk", str(data / "test" / "utt2spk"), "--worst", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("PER ") and "REF:" in out and "speaker" in out
+
+
+def test_decode_audio_files_and_report_bad_ones(corpus, tmp_path, capsys):
+    root, data = corpus
+    model = root / "model" / "best.npz"
+    if not model.exists():
+        pytest.skip("needs the model trained by test_every_stage_on_a_tiny_corpus")
+    wav = sorted((data / "wav" / "test").rglob("*.wav"))[0]
+    stereo = tmp_path / "stereo_44k.flac"
+    audio, sr = sf.read(wav)
+    sf.write(stereo, np.stack([audio, audio], 1), 44100)  # other rate, format, channels
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio")
+    code = main(["decode", str(model), str(wav), str(stereo), str(junk)])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert code == 1 and len(lines) == 2
+    assert lines[0].startswith(str(wav)) and lines[1].startswith(str(stereo))
+    assert "junk.wav: cannot read audio" in captured.err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["features", "/nonexistent/data", "/tmp/x"], "No such file"),
+    (["decode", "/nonexistent/model.npz", "a.wav"], "no model file"),
+    (["eval", "/nonexistent/ref", "/nonexistent/hyp"], "No such file"),
+    (["train", "--train-data", "/nonexistent", "--train-feats", "/nonexistent", "--out",
+      "/tmp/ctcseq-cli-test-out"], "No such file"),
+])
+def test_user_errors_are_one_line(args, message):
+    proc = ctcseq(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_explains_every_command():
+    proc = ctcseq("--help")
+    assert proc.returncode == 0
+    for cmd in ("prepare", "features", "train", "decode", "eval"):
+        assert cmd in proc.stdout
+    proc = ctcseq("train", "--help")
+    assert "--resume" in proc.stdout and "--weight-noise" in proc.stdout

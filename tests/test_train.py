@@ -1,0 +1,85 @@
+"""Training loop: batching, learning, checkpoints, exact resume after kill -9."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import train_fixture
+from ctcseq.model import CTCModel
+from ctcseq.train import TrainConfig, make_batches
+
+
+def test_make_batches_cover_everything_within_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 100, size=200)
+    batches = make_batches(lengths, 400, np.random.default_rng(1))
+    flat = np.sort(np.concatenate(batches))
+    np.testing.assert_array_equal(flat, np.arange(200))
+    for b in batches:
+        assert lengths[b].max() * len(b) <= 400
+    again = make_batches(lengths, 400, np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    long = make_batches([1000, 10], 400, np.random.default_rng(0))
+    assert sorted(len(b) for b in long) == [1, 1]
+
+
+def test_bad_train_config():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="batch_frames"):
+        TrainConfig(batch_frames=0)
+
+
+def test_learns_and_resume_after_kill_is_exact(tmp_path):
+    # uninterrupted run
+    full = train_fixture.build(str(tmp_path / "full"))
+    history = full.run(log=lambda *_: None)
+    assert len(history) == 5
+    assert history[-1]["dev_err"] < 0.05 and history[0]["dev_err"] > 0.5
+    lines = (tmp_path / "full" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "full" / "curves.png").exists() or not _has_matplotlib()
+    best = CTCModel.load(tmp_path / "full" / "best.npz")
+    assert best.config()["model"] == full.model.config()["model"]
+
+    # killed in the middle of epoch 2 (SIGKILL just after its 3rd batch's
+    # checkpoint), then resumed in this process
+    lengths = [e.feats.shape[0] for e in full.train]
+    n_first = len(make_batches(lengths, full.cfg.batch_frames,
+                               np.random.default_rng([full.cfg.seed, 0])))
+    kill_at = n_first + 4
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(train_fixture.__file__)}
+    proc = subprocess.run([sys.executable, train_fixture.__file__, str(killed), str(kill_at)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr
+    resumed = train_fixture.build(str(killed))
+    assert resumed.resume()
+    assert resumed.state["epoch"] == 1 and resumed.state["batch"] == 2  # mid-epoch checkpoint
+    resumed.run(log=lambda *_: None)
+    for k, p in full.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[k], p, err_msg=k)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.state["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def _has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    t = train_fixture.build(str(tmp_path), max_epochs=1)
+    t.run(log=lambda *_: None)
+    other = train_fixture.build(str(tmp_path), max_epochs=2, checkpoint_every=5)
+    with pytest.raises(ValueError, match="other training settings"):
+        other.resume()
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="unreadable"):
+        train_fixture.build(str(tmp_path), max_epochs=1).resume()
