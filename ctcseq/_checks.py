@@ -52,3 +52,42 @@ def label_index(x, name, num_classes):
     if not 0 <= x < num_classes:
         raise ValueError(f"{name} = {x} is outside [0, {num_classes}) (C = {num_classes})")
     return int(x)
+
+
+def targets(x, target_lengths, n, num_classes, blank):
+    """CTC targets, padded (N, S) or 1-D concatenated, validated.
+
+    Returns (flat, offsets, target_lengths): sequence k's labels are
+    flat[offsets[k] : offsets[k] + target_lengths[k]] (no copy of padded
+    targets).  Labels must lie in [0, num_classes) and differ from blank.
+    """
+    N, C = n, num_classes
+    tg = int_array(x, "targets", ndim=(1, 2))
+    if tg.ndim == 2:
+        if tg.shape[0] != N:
+            raise ValueError(f"padded targets must have shape (N, S) with N = {N}, "
+                             f"got shape {tg.shape}")
+        S = tg.shape[1]
+        tl = lengths(target_lengths, "target_lengths", N, S, "S, the padded width")
+        offsets = np.arange(N, dtype=np.int64) * S
+        used = tg[np.arange(S) < tl[:, None]]
+        flat = tg.reshape(-1)
+    else:
+        tl = lengths(target_lengths, "target_lengths", N, tg.shape[0],
+                             "the length of the concatenated targets")
+        if tl.sum() != tg.shape[0]:
+            raise ValueError(f"concatenated targets have length {tg.shape[0]} but "
+                             f"sum(target_lengths) = {tl.sum()}")
+        offsets = np.concatenate(([0], np.cumsum(tl)[:-1])).astype(np.int64)
+        used = flat = tg
+    bad = np.flatnonzero((used < 0) | (used >= C) | (used == blank))
+    if bad.size:
+        # map the position in `used` back to (sequence, position)
+        k = bad[0]
+        n = int(np.searchsorted(np.cumsum(tl), k, side="right"))
+        pos = k - (int(tl[:n].sum()) if n else 0)
+        v = used[k]
+        what = "the blank label" if v == blank else f"a label outside [0, {C})"
+        raise ValueError(f"targets of sequence {n} at position {pos} hold {v}, {what} "
+                         f"(blank = {blank}, C = {C})")
+    return flat, offsets, tl

@@ -26,34 +26,7 @@ def _prepare(log_probs, targets, input_lengths, target_lengths, blank, reduction
         raise ValueError("log_probs has no classes (C = 0)")
     blank = _checks.label_index(blank, "blank", C)
     il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
-    tg = _checks.int_array(targets, "targets", ndim=(1, 2))
-    if tg.ndim == 2:
-        if tg.shape[0] != N:
-            raise ValueError(f"padded targets must have shape (N, S) with N = {N}, "
-                             f"got shape {tg.shape}")
-        S = tg.shape[1]
-        tl = _checks.lengths(target_lengths, "target_lengths", N, S, "S, the padded width")
-        offsets = np.arange(N, dtype=np.int64) * S
-        used = tg[np.arange(S) < tl[:, None]]
-        flat = tg.reshape(-1)
-    else:
-        tl = _checks.lengths(target_lengths, "target_lengths", N, tg.shape[0],
-                             "the length of the concatenated targets")
-        if tl.sum() != tg.shape[0]:
-            raise ValueError(f"concatenated targets have length {tg.shape[0]} but "
-                             f"sum(target_lengths) = {tl.sum()}")
-        offsets = np.concatenate(([0], np.cumsum(tl)[:-1])).astype(np.int64)
-        used = flat = tg
-    bad = np.flatnonzero((used < 0) | (used >= C) | (used == blank))
-    if bad.size:
-        # map the position in `used` back to (sequence, position)
-        k = bad[0]
-        n = int(np.searchsorted(np.cumsum(tl), k, side="right"))
-        pos = k - (int(tl[:n].sum()) if n else 0)
-        v = used[k]
-        what = "the blank label" if v == blank else f"a label outside [0, {C})"
-        raise ValueError(f"targets of sequence {n} at position {pos} hold {v}, {what} "
-                         f"(blank = {blank}, C = {C})")
+    flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
     return lp, flat, offsets, il, tl
 
 

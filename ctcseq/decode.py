@@ -279,35 +279,6 @@ def beam_search(log_probs, lengths=None, beam_width=16, blank=0, prune_threshold
     return result
 
 
-def _targets(targets, target_lengths, N, C, blank):
-    """Concatenated int64 targets, offsets and lengths, validated."""
-    tg = _checks.int_array(targets, "targets", ndim=(1, 2))
-    if tg.ndim == 2:
-        if tg.shape[0] != N:
-            raise ValueError(f"padded targets must have shape (N, S) with N = {N}, "
-                             f"got shape {tg.shape}")
-        S = tg.shape[1]
-        tl = _checks.lengths(target_lengths, "target_lengths", N, S, "S, the padded width")
-        flat = np.concatenate([tg[n, :tl[n]] for n in range(N)]).astype(np.int64)
-    else:
-        tl = _checks.lengths(target_lengths, "target_lengths", N, tg.shape[0],
-                             "the length of the concatenated targets")
-        if tl.sum() != tg.shape[0]:
-            raise ValueError(f"concatenated targets have length {tg.shape[0]} but "
-                             f"sum(target_lengths) = {tl.sum()}")
-        flat = tg
-    offsets = np.concatenate(([0], np.cumsum(tl)[:-1])).astype(np.int64)
-    for n in range(N):
-        seq = flat[offsets[n]:offsets[n] + tl[n]]
-        bad = np.flatnonzero((seq < 0) | (seq >= C) | (seq == blank))
-        if bad.size:
-            v = seq[bad[0]]
-            what = "the blank label" if v == blank else f"a label outside [0, {C})"
-            raise ValueError(f"targets of sequence {n} at position {bad[0]} hold {v}, {what} "
-                             f"(blank = {blank}, C = {C})")
-    return flat, offsets, tl
-
-
 def forced_align(log_probs, targets, input_lengths, target_lengths, blank=0):
     """Viterbi alignment of each transcript to its frames.
 
@@ -337,7 +308,7 @@ def forced_align(log_probs, targets, input_lengths, target_lengths, blank=0):
     T, N, C = lp.shape
     il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
     blank = _checks.label_index(blank, "blank", C)
-    flat, offsets, tl = _targets(targets, target_lengths, N, C, blank)
+    flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
     _no_nan(lp, il, "log_probs")
     for n in range(N):
         seq = flat[offsets[n]:offsets[n] + tl[n]]
