@@ -39,7 +39,7 @@ done
 
 # Sizes: default ~3 h of audio, small for a quick look (< 3 min), tiny for tests.
 case "$size" in
-  default) : "${hours:=3}"; : "${epochs:=12}"; hidden=250; layers=3; batch_frames=8000; patience=3 ;;
+  default) : "${hours:=3}"; : "${epochs:=10}"; hidden=250; layers=3; batch_frames=8000; patience=3 ;;
   small)   : "${hours:=0.3}"; : "${epochs:=6}"; hidden=128; layers=2; batch_frames=6000; patience=2 ;;
   tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; patience=0 ;;
 esac
@@ -72,7 +72,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   ctcseq train --train-data "$data/train" --train-feats "$exp/feats/train" \
     --dev-data "$data/dev" --dev-feats "$exp/feats/dev" --symbols "$data/phones.txt" \
     --out "$exp/model" --hidden "$hidden" --layers "$layers" --epochs "$epochs" \
-    --patience "$patience" --batch-frames "$batch_frames" --seed "$seed" $resume
+    --patience "$patience" --batch-frames "$batch_frames" --lr 2e-3 --lm-order 3 --seed "$seed" $resume
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
