@@ -1,4 +1,4 @@
-"""The ``ctcseq`` command line: prepare, features, train, decode, eval.
+"""The ``ctcseq`` command line: prepare, features, train, decode, align, eval.
 
 User errors (a missing file, a bad setting, malformed data) end with a
 one-line message on stderr and exit status 2, never a traceback.
@@ -202,6 +202,69 @@ def cmd_decode(args, rest):
     return 1 if failures else 0
 
 
+# -- align ---------------------------------------------------------------------
+
+def cmd_align(args, rest):
+    import numpy as np
+    from .dataset import read_text
+    from .decode import forced_align, to_ctm, word_spans
+    from .extract import FeatureStore
+    from .features import compute_features, load_audio
+    model, cfg, norm = _load_model(args.model)
+    index = {s: i for i, s in enumerate(model.vocabulary)}
+    if args.feats:
+        if not args.text:
+            raise UserError("--feats needs --text, the transcripts to align")
+        store = FeatureStore(args.feats)
+        if store.config != cfg:
+            raise UserError(f"{args.feats} holds features made with other settings than "
+                            f"the model's")
+        texts = read_text(args.text)
+        items = [(u, store[u], texts[u]) for u in sorted(texts) if u in store]
+    else:
+        if len(args.audio) != 1 or args.transcript is None:
+            raise UserError("give one audio file and --transcript, or --feats and --text")
+        path = args.audio[0]
+        items = [(path, compute_features(load_audio(path, cfg.sample_rate), cfg, name=path),
+                  args.transcript.split())]
+    shift = cfg.hop_ms / 1000.0
+    space = index.get("<space>")
+    lines, failures = [], 0
+    for key, feats, symbols in items:
+        unknown = [t for t in symbols if t not in index or index[t] == model.blank]
+        if unknown:
+            print(f"ctcseq align: {key}: symbol(s) {sorted(set(unknown))} are not in the "
+                  f"model's vocabulary", file=sys.stderr)
+            failures += 1
+            continue
+        x = norm(feats)[:, None, :].astype(model.dtype)
+        lp = model.log_probs(x, [x.shape[0]])
+        labels = np.array([[index[t] for t in symbols]], np.int64).reshape(1, -1)
+        try:
+            ali = forced_align(lp, labels, [x.shape[0]], [len(symbols)], blank=model.blank)[0]
+        except ValueError as e:
+            print(f"ctcseq align: {key}: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        if args.words:
+            if space is None:
+                raise UserError("--words needs a model with a <space> token")
+            spans = word_spans(labels[0], ali.starts, ali.ends, space)
+            words = ["".join(symbols[a:b]) for a, b, _, _ in spans]
+            lines += to_ctm(key, [(s, e) for _, _, s, e in spans], words, shift)
+        else:
+            keep = [i for i, t in enumerate(symbols) if t != "<space>"]
+            lines += to_ctm(key, [(ali.starts[i], ali.ends[i]) for i in keep],
+                            [symbols[i] for i in keep], shift)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.writelines(line + "\n" for line in lines)
+    else:
+        for line in lines:
+            print(line)
+    return 1 if failures else 0
+
+
 # -- eval ----------------------------------------------------------------------
 
 def cmd_eval(args, rest):
@@ -339,6 +402,23 @@ def build_parser():
     pd.add_argument("--word-delimiter", help="word ARPA LM: the token that ends a word "
                     "(default <space> when the model has it)")
     pd.set_defaults(func=cmd_decode)
+
+    pa = sub.add_parser("align", help="forced alignment: token (or word) times as CTM",
+                        description="Align transcripts to audio with a trained model "
+                        "(Viterbi path through the CTC trellis) and write CTM lines "
+                        "'<utt> 1 <start s> <duration s> <symbol>'. Transcripts too long "
+                        "for their audio are reported and skipped (exit status 1).")
+    pa.add_argument("model", help="model file (best.npz from 'ctcseq train')")
+    pa.add_argument("audio", nargs="*", help="one audio file (with --transcript)")
+    pa.add_argument("--transcript", help="the audio file's transcript, symbols separated by "
+                    "spaces (e.g. phones)")
+    pa.add_argument("--feats", help="align a feature directory instead (with --text)")
+    pa.add_argument("--text", help="'<utt> <symbols>' transcripts for --feats "
+                    "(e.g. data/test/text.phn)")
+    pa.add_argument("--words", action="store_true",
+                    help="word times (models with a <space> token, e.g. characters)")
+    pa.add_argument("--out", help="write the CTM to this file instead of stdout")
+    pa.set_defaults(func=cmd_align)
 
     pe = sub.add_parser("eval", help="error rate of hypotheses against references",
                         description="Score '<utt> <tokens>' hypotheses against references: "

@@ -92,6 +92,30 @@ def test_decode_audio_files_and_report_bad_ones(corpus, tmp_path, capsys):
     assert "junk.wav: cannot read audio" in captured.err
 
 
+def test_align_writes_ctm_and_reports_impossible_transcripts(corpus, tmp_path, capsys):
+    root, data = corpus
+    model = root / "model" / "best.npz"
+    if not model.exists():
+        pytest.skip("needs the model trained by test_every_stage_on_a_tiny_corpus")
+    ctm = tmp_path / "ali.ctm"
+    assert main(["align", str(model), "--feats", str(root / "feats" / "test"), "--text",
+                 str(data / "test" / "text.phn"), "--out", str(ctm)]) == 0
+    texts = {u: v.split() for u, v in
+             (line.split(" ", 1) for line in (data / "test" / "text.phn").read_text().splitlines())}
+    rows = [line.split() for line in ctm.read_text().splitlines()]
+    for utt, phones in texts.items():
+        mine = [r for r in rows if r[0] == utt]
+        assert [r[4] for r in mine] == phones
+        starts = [float(r[2]) for r in mine]
+        assert starts == sorted(starts) and all(float(r[3]) >= 0.01 - 1e-9 for r in mine)
+    # one audio file with a transcript far too long for it: clear error, exit 1
+    wav = sorted((data / "wav" / "test").rglob("*.wav"))[0]
+    code = main(["align", str(model), str(wav), "--transcript", " ".join(["aa"] * 2000)])
+    assert code == 1 and "needs at least" in capsys.readouterr().err
+    code = main(["align", str(model), str(wav), "--transcript", "aa nosuchphone"])
+    assert code == 1 and "not in the model's vocabulary" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,message", [
     (["features", "/nonexistent/data", "/tmp/x"], "No such file"),
     (["decode", "/nonexistent/model.npz", "a.wav"], "no model file"),
@@ -109,7 +133,7 @@ def test_user_errors_are_one_line(args, message):
 def test_help_explains_every_command():
     proc = ctcseq("--help")
     assert proc.returncode == 0
-    for cmd in ("prepare", "features", "train", "decode", "eval"):
+    for cmd in ("prepare", "features", "train", "decode", "align", "eval"):
         assert cmd in proc.stdout
     proc = ctcseq("train", "--help")
     assert "--resume" in proc.stdout and "--weight-noise" in proc.stdout

@@ -7,13 +7,15 @@
 #   3 train     3 x 250 peephole BiLSTM, Adam; dev PER each epoch
 #   4 decode    greedy decoding of the test set
 #   5 score     PER over all test voices and per voice (never heard in training)
+#   6 align     forced alignment of the test transcripts, compared with the
+#               phoneme timing eSpeak reported while synthesising
 #
 # Usage: recipes/synth/run.sh [--small|--tiny] [--stage N] [--stop-stage N]
 #                             [--hours H] [--jobs J] [--epochs E] [--name NAME]
 set -euo pipefail
 
 stage=1
-stop_stage=5
+stop_stage=6
 size=default
 jobs=2
 seed=0
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -86,4 +88,12 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   ctcseq eval "$data/test/text.phn" "$exp/decode_test/hyp.txt" --name PER \
     --utt2spk "$data/test/utt2spk" --details "$exp/decode_test/per_utt.txt" --worst 2 \
     | tee "$exp/decode_test/score.txt"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: forced alignment of the test set against eSpeak's timing"
+  ctcseq align "$exp/model/best.npz" --feats "$exp/feats/test" --text "$data/test/text.phn" \
+    --out "$exp/decode_test/align.ctm"
+  python "$(dirname "$0")/local/compare_ctm.py" "$exp/decode_test/align.ctm" \
+    "$data/test/phones.ctm" | tee "$exp/decode_test/align_check.txt"
 fi
