@@ -5,7 +5,8 @@
 #   1 prepare   synthesise data/<name>/{train,dev,test} (Kaldi-style dirs)
 #   2 features  40 log-mel + energy, deltas, delta-deltas (123 per frame)
 #   3 train     3 x 250 peephole BiLSTM, Adam; dev PER each epoch
-#   4 decode    greedy decoding of the test set
+#   4 decode    greedy, and beam search with a phone 3-gram whose weight and
+#               insertion bonus are chosen on dev (small grid)
 #   5 score     PER over all test voices and per voice (never heard in training)
 #   6 align     forced alignment of the test transcripts, compared with the
 #               phoneme timing eSpeak reported while synthesising
@@ -22,6 +23,9 @@ seed=0
 hours=
 epochs=
 name=
+beam=16
+lm_alphas="0 0.3 0.6"
+lm_betas="0 1"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -78,14 +82,35 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: decoding the test set"
-  mkdir -p "$exp/decode_test"
-  ctcseq decode "$exp/model/best.npz" --feats "$exp/feats/test" --out "$exp/decode_test/hyp.txt"
+  model=$exp/model/best.npz
+  mkdir -p "$exp/decode_dev" "$exp/decode_test"
+  log "stage 4: greedy decoding of the test set"
+  ctcseq decode "$model" --feats "$exp/feats/test" --out "$exp/decode_test/hyp_greedy.txt"
+  # beam search with the phone 3-gram: pick the LM weight and insertion bonus on dev
+  best=
+  for alpha in $lm_alphas; do
+    for beta in $lm_betas; do
+      hyp=$exp/decode_dev/hyp_a${alpha}_b${beta}.txt
+      ctcseq decode "$model" --feats "$exp/feats/dev" --beam "$beam" --lm "$exp/model/lm.json" \
+        --alpha "$alpha" --beta "$beta" --out "$hyp"
+      per=$(ctcseq eval "$data/dev/text.phn" "$hyp" --name PER | awk '{print $2}' | tr -d %)
+      echo "dev PER ${per}% with beam $beam, alpha $alpha, beta $beta"
+      if [ -z "$best" ] || awk "BEGIN{exit !($per < ${best%% *})}"; then best="$per $alpha $beta"; fi
+    done
+  done
+  read -r best_per alpha beta <<< "$best"
+  echo "$alpha $beta" > "$exp/decode_dev/lm_weights"
+  log "stage 4: beam search ($beam) + phone 3-gram on test, alpha $alpha, beta $beta (dev PER ${best_per}%)"
+  ctcseq decode "$model" --feats "$exp/feats/test" --beam "$beam" --lm "$exp/model/lm.json" \
+    --alpha "$alpha" --beta "$beta" --out "$exp/decode_test/hyp_beam_lm.txt"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "stage 5: scoring"
-  ctcseq eval "$data/test/text.phn" "$exp/decode_test/hyp.txt" --name PER \
+  log "stage 5: scoring (greedy)"
+  ctcseq eval "$data/test/text.phn" "$exp/decode_test/hyp_greedy.txt" --name PER \
+    | tee "$exp/decode_test/score_greedy.txt"
+  log "stage 5: scoring (beam search + LM), per test voice"
+  ctcseq eval "$data/test/text.phn" "$exp/decode_test/hyp_beam_lm.txt" --name PER \
     --utt2spk "$data/test/utt2spk" --details "$exp/decode_test/per_utt.txt" --worst 2 \
     | tee "$exp/decode_test/score.txt"
 fi
