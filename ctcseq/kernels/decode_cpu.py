@@ -35,33 +35,29 @@ def _hash(key, mask):
     return (h ^ (h >> 29)) & mask
 
 
+@njit(inline="always", **_JIT)
+def _probe(keys, key):
+    """Slot holding ``key``, or the empty slot (-1) where it would go."""
+    mask = keys.shape[0] - 1
+    i = _hash(key, mask)
+    while keys[i] != key and keys[i] != -1:
+        i = (i + 1) & mask
+    return i
+
+
 @njit(**_JIT)
 def find_slot(keys, key):
     """Slot of ``key`` in the table ``keys``, or -1 if absent."""
-    mask = keys.shape[0] - 1
-    i = _hash(key, mask)
-    while True:
-        k = keys[i]
-        if k == key:
-            return i
-        if k == -1:
-            return -1
-        i = (i + 1) & mask
+    i = _probe(keys, key)
+    return i if keys[i] == key else -1
 
 
 @njit(**_JIT)
 def _insert(keys, key):
     """Slot of ``key``, inserting it if absent (the table must have room)."""
-    mask = keys.shape[0] - 1
-    i = _hash(key, mask)
-    while True:
-        k = keys[i]
-        if k == key:
-            return i
-        if k == -1:
-            keys[i] = key
-            return i
-        i = (i + 1) & mask
+    i = _probe(keys, key)
+    keys[i] = key
+    return i
 
 
 @njit(inline="always", **_JIT)
