@@ -186,8 +186,8 @@ class Trainer:
         self.progress = progress
         os.makedirs(out_dir, exist_ok=True)
         self.opt = _make_optimizer(cfg, model.params)
-        self.state = {"epoch": 0, "batch": 0, "best_dev_err": None, "best_epoch": None,
-                      "bad_epochs": 0, "history": [], "epoch_loss": 0.0,
+        self.state = {"epoch": 0, "batch": 0, "best_dev_err": None, "best_dev_loss": None,
+                      "best_epoch": None, "bad_epochs": 0, "history": [], "epoch_loss": 0.0,
                       "epoch_labels": 0, "epoch_seconds": 0.0, "done": False}
         self.ckpt_path = os.path.join(out_dir, "checkpoint.npz")
 
@@ -286,11 +286,15 @@ class Trainer:
                       "dev_loss": dev_loss, "dev_err": dev_err,
                       "seconds": round(st["epoch_seconds"], 2)}
             st["history"].append(record)
-            # without dev data every epoch counts as the best so far
-            improved = (not self.dev or st["best_dev_err"] is None
-                        or dev_err < st["best_dev_err"])
+            # Without dev data every epoch counts as the best so far.  Equal
+            # error rates are told apart by the dev loss, which keeps falling
+            # while a young model still outputs only blanks (100% error).
+            best_err, best_loss = st["best_dev_err"], st["best_dev_loss"]
+            improved = (not self.dev or best_err is None or dev_err < best_err
+                        or (dev_err == best_err and dev_loss < best_loss))
             if improved:
                 st["best_dev_err"], st["best_epoch"], st["bad_epochs"] = dev_err, epoch + 1, 0
+                st["best_dev_loss"] = dev_loss
                 model.save(os.path.join(self.out_dir, "best.npz"))
             else:
                 st["bad_epochs"] += 1

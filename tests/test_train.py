@@ -83,3 +83,23 @@ def test_resume_refuses_other_settings(tmp_path):
     (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match="unreadable"):
         train_fixture.build(str(tmp_path), max_epochs=1).resume()
+
+
+def test_early_stopping_waits_while_dev_loss_falls_at_equal_error(tmp_path, monkeypatch):
+    # A young model outputs only blanks: 100% error for several epochs while
+    # the dev loss falls.  That must not count against patience.
+    import ctcseq.train as tr
+    results = iter([(3.0, 1.0), (2.9, 1.0), (2.8, 1.0), (2.7, 1.0), (1.0, 0.4), (1.1, 0.5),
+                    (1.2, 0.6)])
+    monkeypatch.setattr(tr, "evaluate", lambda *a, **k: next(results))
+    t = train_fixture.build(str(tmp_path), max_epochs=7)
+    t.cfg.patience = 2
+    history = t.run(log=lambda *_: None)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6, 7]
+    assert t.state["best_epoch"] == 5
+    results = iter([(3.0, 1.0), (3.1, 1.0), (3.2, 1.0), (0.5, 0.1)])
+    monkeypatch.setattr(tr, "evaluate", lambda *a, **k: next(results))
+    t = train_fixture.build(str(tmp_path / "b"), max_epochs=4)
+    t.cfg.patience = 2
+    history = t.run(log=lambda *_: None)
+    assert len(history) == 3 and t.state["done"]  # stopped: no error or loss progress

@@ -45,9 +45,9 @@ done
 
 # Sizes: default ~3 h of audio, small for a quick look (< 3 min), tiny for tests.
 case "$size" in
-  default) : "${hours:=3}"; : "${epochs:=10}"; hidden=250; layers=3; batch_frames=8000; patience=3 ;;
-  small)   : "${hours:=0.3}"; : "${epochs:=6}"; hidden=128; layers=2; batch_frames=6000; patience=2 ;;
-  tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; patience=0 ;;
+  default) : "${hours:=3}"; : "${epochs:=10}"; hidden=250; layers=3; batch_frames=8000; lr=2e-3; patience=3 ;;
+  small)   : "${hours:=0.3}"; : "${epochs:=15}"; hidden=128; layers=2; batch_frames=2000; lr=3e-3; patience=3 ;;
+  tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; lr=3e-3; patience=0 ;;
 esac
 : "${name:=synth-$size}"
 data=data/$name
@@ -78,7 +78,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   ctcseq train --train-data "$data/train" --train-feats "$exp/feats/train" \
     --dev-data "$data/dev" --dev-feats "$exp/feats/dev" --symbols "$data/phones.txt" \
     --out "$exp/model" --hidden "$hidden" --layers "$layers" --epochs "$epochs" \
-    --patience "$patience" --batch-frames "$batch_frames" --lr 2e-3 --lm-order 3 --seed "$seed" $resume
+    --patience "$patience" --batch-frames "$batch_frames" --lr "$lr" --lm-order 3 --seed "$seed" $resume
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
