@@ -13,7 +13,7 @@ from importlib import resources
 import numpy as np
 
 __all__ = ["align", "ErrorCounts", "error_rate", "score", "timit_fold_map", "fold",
-           "alignment_picture"]
+           "alignment_picture", "timing_agreement"]
 
 
 @dataclasses.dataclass
@@ -190,3 +190,39 @@ def alignment_picture(ref, hyp, width=100):
     lines += [f"REF: {out[0]}", f"HYP: {out[1]}", f"     {out[2]}".rstrip()]
     return os.linesep.join(line.rstrip() if line.startswith(("REF", "HYP")) else line
                            for line in lines)
+
+
+def timing_agreement(aligned, reference, tolerance=0.02):
+    """How well aligned label times agree with reference times.
+
+    Parameters
+    ----------
+    aligned, reference : dict[str, list of (start_s, dur_s, label)]
+        Per utterance, as :func:`ctcseq.datadir.read_ctm` returns; utterances
+        whose label sequences differ are skipped.
+    tolerance : float
+        Seconds by which a reference span is widened.
+
+    Returns
+    -------
+    dict
+        ``inside``: share of labels whose aligned span centre lies inside the
+        widened reference span (CTC alignments are peaky, so this is the main
+        figure); ``median_start_error`` and ``p90_start_error`` in seconds;
+        ``labels`` and ``utterances`` compared; ``skipped`` utterances.
+    """
+    inside, dev, skipped = [], [], 0
+    for utt, segs in aligned.items():
+        ref = reference.get(utt, [])
+        if [s[2] for s in segs] != [s[2] for s in ref]:
+            skipped += 1
+            continue
+        for (start, dur, _), (rstart, rdur, _) in zip(segs, ref):
+            centre = start + dur / 2
+            inside.append(rstart - tolerance <= centre <= rstart + rdur + tolerance)
+            dev.append(abs(start - rstart))
+    if not dev:
+        raise ValueError("no utterance has the same labels in both alignments")
+    return {"inside": float(np.mean(inside)), "median_start_error": float(np.median(dev)),
+            "p90_start_error": float(np.percentile(dev, 90)), "labels": len(dev),
+            "utterances": len(aligned) - skipped, "skipped": skipped}
