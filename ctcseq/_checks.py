@@ -21,6 +21,23 @@ def float_array3(x, name):
     return arr
 
 
+def log_probs(x, backend_name):
+    """A (T, N, C) float32/float64 NumPy array with N >= 1 and C >= 1.
+
+    CUDA arrays are refused with a message naming ``backend_name`` until the
+    CUDA twins exist.
+    """
+    if is_cuda_array(x):
+        raise ValueError(f"log_probs is a CUDA array; the CUDA {backend_name} is not "
+                         "available yet, pass a NumPy array")
+    lp = float_array3(x, "log_probs")
+    if lp.shape[1] == 0:
+        raise ValueError("log_probs has an empty batch (N = 0)")
+    if lp.shape[2] == 0:
+        raise ValueError("log_probs has no classes (C = 0)")
+    return lp
+
+
 def int_array(x, name, ndim=None):
     """An int64 copy of an integer array-like (bool and float are refused)."""
     arr = np.asarray(x)

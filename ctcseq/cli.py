@@ -127,6 +127,16 @@ def _load_model(path):
     return model, cfg, norm
 
 
+def _write_lines(lines, path):
+    """To the file ``path``, or to stdout when path is None."""
+    if path:
+        with open(path, "w") as f:
+            f.writelines(line + "\n" for line in lines)
+    else:
+        for line in lines:
+            print(line)
+
+
 def _make_decoder(args, model):
     """(log_probs, lengths) -> list of label lists: greedy, or beam search
     with an optional language model."""
@@ -193,12 +203,7 @@ def cmd_decode(args, rest):
                 failures += 1
         hyps = _decode_feats(model, norm, items, decoder)
         lines = [f"{p} {' '.join(hyps[p])}" for p, _ in items]
-    if args.out:
-        with open(args.out, "w") as f:
-            f.writelines(line + "\n" for line in lines)
-    else:
-        for line in lines:
-            print(line)
+    _write_lines(lines, args.out)
     return 1 if failures else 0
 
 
@@ -256,12 +261,7 @@ def cmd_align(args, rest):
             keep = [i for i, t in enumerate(symbols) if t != "<space>"]
             lines += to_ctm(key, [(ali.starts[i], ali.ends[i]) for i in keep],
                             [symbols[i] for i in keep], shift)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.writelines(line + "\n" for line in lines)
-    else:
-        for line in lines:
-            print(line)
+    _write_lines(lines, args.out)
     return 1 if failures else 0
 
 

@@ -13,17 +13,10 @@ _REDUCTIONS = ("none", "sum", "mean")
 
 def _prepare(log_probs, targets, input_lengths, target_lengths, blank, reduction):
     """Validate everything; return the kernel's arguments."""
-    if _checks.is_cuda_array(log_probs):
-        raise ValueError("log_probs is a CUDA array; the CUDA CTC backend is not available "
-                         "yet, pass a NumPy array")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    lp = _checks.float_array3(log_probs, "log_probs")
+    lp = _checks.log_probs(log_probs, "CTC backend")
     T, N, C = lp.shape
-    if N == 0:
-        raise ValueError("log_probs has an empty batch (N = 0)")
-    if C == 0:
-        raise ValueError("log_probs has no classes (C = 0)")
     blank = _checks.label_index(blank, "blank", C)
     il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
     flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)

@@ -65,15 +65,8 @@ class Alignment(NamedTuple):
 
 
 def _log_probs_and_lengths(log_probs, lengths):
-    if _checks.is_cuda_array(log_probs):
-        raise ValueError("log_probs is a CUDA array; the CUDA decoders are not available "
-                         "yet, pass a NumPy array")
-    lp = _checks.float_array3(log_probs, "log_probs")
+    lp = _checks.log_probs(log_probs, "decoders")
     T, N, C = lp.shape
-    if N == 0:
-        raise ValueError("log_probs has an empty batch (N = 0)")
-    if C == 0:
-        raise ValueError("log_probs has no classes (C = 0)")
     if lengths is None:
         il = np.full(N, T, np.int64)
     else:
