@@ -232,10 +232,26 @@ def cmd_align(args, rest):
         path = args.audio[0]
         items = [(path, compute_features(load_audio(path, cfg.sample_rate), cfg, name=path),
                   args.transcript.split())]
+    lexicon = None
+    if args.lexicon:
+        from .lm import read_lexicon
+        lexicon = {}
+        for word, toks in read_lexicon(args.lexicon):
+            lexicon.setdefault(word, toks)  # the first pronunciation
     shift = cfg.hop_ms / 1000.0
     space = index.get("<space>")
     lines, failures = [], 0
     for key, feats, symbols in items:
+        words = None
+        if lexicon is not None:  # word transcripts: spell them with the lexicon
+            missing = sorted({w for w in symbols if w not in lexicon})
+            if missing:
+                print(f"ctcseq align: {key}: word(s) {missing} are not in the lexicon",
+                      file=sys.stderr)
+                failures += 1
+                continue
+            words = symbols
+            symbols = [t for w in words for t in lexicon[w]]
         unknown = [t for t in symbols if t not in index or index[t] == model.blank]
         if unknown:
             print(f"ctcseq align: {key}: symbol(s) {sorted(set(unknown))} are not in the "
@@ -251,7 +267,12 @@ def cmd_align(args, rest):
             print(f"ctcseq align: {key}: {e}", file=sys.stderr)
             failures += 1
             continue
-        if args.words:
+        if words is not None:
+            ends = np.cumsum([len(lexicon[w]) for w in words])
+            spans = [(ali.starts[e - len(lexicon[w])], ali.ends[e - 1])
+                     for w, e in zip(words, ends)]
+            lines += to_ctm(key, spans, words, shift)
+        elif args.words:
             if space is None:
                 raise UserError("--words needs a model with a <space> token")
             spans = word_spans(labels[0], ali.starts, ali.ends, space)
@@ -417,6 +438,8 @@ def build_parser():
                     "(e.g. data/test/text.phn)")
     pa.add_argument("--words", action="store_true",
                     help="word times (models with a <space> token, e.g. characters)")
+    pa.add_argument("--lexicon", help="lexicon file 'WORD tok tok ...': the transcripts are "
+                    "words, spelt with their first pronunciation; writes word times")
     pa.add_argument("--out", help="write the CTM to this file instead of stdout")
     pa.set_defaults(func=cmd_align)
 

@@ -108,6 +108,33 @@ def test_align_writes_ctm_and_reports_impossible_transcripts(corpus, tmp_path, c
         assert [r[4] for r in mine] == phones
         starts = [float(r[2]) for r in mine]
         assert starts == sorted(starts) and all(float(r[3]) >= 0.01 - 1e-9 for r in mine)
+    # word times through a lexicon: each word spans its phones' span
+    from data_prep.phones import map_words
+    utt, ipa = (data / "test" / "text.ipa").read_text().splitlines()[0].split(" ", 1)
+    words = dict(line.split(" ", 1) for line in
+                 (data / "test" / "text").read_text().splitlines())[utt].split()
+    prons = [map_words([w.split("_")]) for w in ipa.split()]
+    assert [t for p in prons for t in p] == texts[utt]
+    lex = tmp_path / "lexicon.txt"
+    lex.write_text("".join(f"{w} {' '.join(p)}\n" for w, p in zip(words, prons)))
+    (tmp_path / "words.txt").write_text(f"{utt} {' '.join(words)}\n")
+    word_ctm = tmp_path / "words.ctm"
+    assert main(["align", str(model), "--feats", str(root / "feats" / "test"), "--text",
+                 str(tmp_path / "words.txt"), "--lexicon", str(lex), "--out",
+                 str(word_ctm)]) == 0
+    phone_rows = [r for r in rows if r[0] == utt]
+    word_rows = [line.split() for line in word_ctm.read_text().splitlines()]
+    assert [r[4] for r in word_rows] == words
+    first = 0
+    for r, p in zip(word_rows, prons):
+        last = phone_rows[first + len(p) - 1]
+        assert r[2] == phone_rows[first][2]
+        assert float(r[2]) + float(r[3]) == pytest.approx(float(last[2]) + float(last[3]))
+        first += len(p)
+    (tmp_path / "oov.txt").write_text(f"{utt} {words[0]} notaword\n")
+    assert main(["align", str(model), "--feats", str(root / "feats" / "test"), "--text",
+                 str(tmp_path / "oov.txt"), "--lexicon", str(lex)]) == 1
+    assert "['notaword'] are not in the lexicon" in capsys.readouterr().err
     # one audio file with a transcript far too long for it: clear error, exit 1
     wav = sorted((data / "wav" / "test").rglob("*.wav"))[0]
     code = main(["align", str(model), str(wav), "--transcript", " ".join(["aa"] * 2000)])
