@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from . import _checks
 from .kernels.lstm_cpu import lstm_backward_dir, lstm_forward_dir
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -55,20 +56,6 @@ def _check_input(x, name, width, width_name, dtype):
         # sigmoid/tanh clamp their arguments, which would silently turn NaN into numbers
         raise ValueError(f"{name} contains NaN or infinite values")
     return np.ascontiguousarray(arr)
-
-
-def _check_lengths(lengths, N, T):
-    arr = np.asarray(lengths)
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (N,):
-        raise ValueError(f"lengths must have shape ({N},) (one per sequence), got shape "
-                         f"{arr.shape}")
-    bad = np.flatnonzero((arr < 0) | (arr > T))
-    if bad.size:
-        i = bad[0]
-        raise ValueError(f"lengths[{i}] = {arr[i]} is outside [0, {T}] (T = {T})")
-    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 _POOL = None
@@ -301,7 +288,7 @@ class BiLSTM:
         """
         x = _check_input(x, "x", self.input_size, "input_size", self.dtype)
         T, N, _ = x.shape
-        lengths = _check_lengths(lengths, N, T)
+        lengths = _checks.lengths(lengths, "lengths", N, T, "T")
         H, dt = self.hidden_size, self.dtype
         caches = []
         inp = x
