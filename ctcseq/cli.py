@@ -72,9 +72,12 @@ def cmd_train(args, rest):
     vocab = vocabulary_from_texts([train_text], args.symbols)
     store = FeatureStore(args.train_feats)
     utt2spk = read_table(os.path.join(args.train_data, "utt2spk"))
+    # read the training features once: fit the statistics on them, then normalise
+    train, skipped = load_examples(args.train_data, args.train_feats, vocab, None, args.text)
     norm = Normalizer(per_speaker=args.per_speaker_cmvn).fit(
-        (store[u], utt2spk.get(u)) for u in sorted(store.keys()) if u in train_text)
-    train, skipped = load_examples(args.train_data, args.train_feats, vocab, norm, args.text)
+        (e.feats, utt2spk.get(e.utt)) for e in train)
+    for e in train:
+        e.feats = norm(e.feats, utt2spk.get(e.utt))
     dev = []
     if args.dev_data:
         dev, _ = load_examples(args.dev_data, args.dev_feats, vocab, norm, args.text)
