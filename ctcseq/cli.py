@@ -130,6 +130,15 @@ def _load_model(path):
     return model, cfg, norm
 
 
+def _model_feats(path, cfg):
+    """The feature directory at path, which must match the model's settings."""
+    from .extract import FeatureStore
+    store = FeatureStore(path)
+    if store.config != cfg:
+        raise UserError(f"{path} holds features made with other settings than the model's")
+    return store
+
+
 def _write_lines(lines, path):
     """To the file ``path``, or to stdout when path is None."""
     if path:
@@ -181,15 +190,11 @@ def _decode_feats(model, norm, items, decoder, batch_frames=20000):
 
 
 def cmd_decode(args, rest):
-    from .extract import FeatureStore
     from .features import AudioError, compute_features, load_audio
     model, cfg, norm = _load_model(args.model)
     decoder = _make_decoder(args, model)
     if args.feats:
-        store = FeatureStore(args.feats)
-        if store.config != cfg:
-            raise UserError(f"{args.feats} holds features made with other settings than "
-                            f"the model's")
+        store = _model_feats(args.feats, cfg)
         hyps = _decode_feats(model, norm, [(u, store[u]) for u in sorted(store.keys())], decoder)
         lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
         failures = 0
@@ -216,17 +221,13 @@ def cmd_align(args, rest):
     import numpy as np
     from .dataset import read_text
     from .decode import forced_align, to_ctm, word_spans
-    from .extract import FeatureStore
     from .features import compute_features, load_audio
     model, cfg, norm = _load_model(args.model)
     index = {s: i for i, s in enumerate(model.vocabulary)}
     if args.feats:
         if not args.text:
             raise UserError("--feats needs --text, the transcripts to align")
-        store = FeatureStore(args.feats)
-        if store.config != cfg:
-            raise UserError(f"{args.feats} holds features made with other settings than "
-                            f"the model's")
+        store = _model_feats(args.feats, cfg)
         texts = read_text(args.text)
         items = [(u, store[u], texts[u]) for u in sorted(texts) if u in store]
     else:
