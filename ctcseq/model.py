@@ -10,7 +10,7 @@ object::
 
     {"format": "ctcseq.CTCModel", "format_version": 1,
      "model": {input_size, hidden_size, num_layers, num_classes, blank,
-               peepholes, dtype},
+               peepholes, dtype, stride},
      "vocabulary": <caller's JSON value>, "features": <caller's JSON value>,
      "params": {name: shape}, "sha256": <hex digest of the parameters>}
 """
@@ -74,6 +74,13 @@ class CTCModel:
         Initialisation seed (BiLSTM from ``seed``, output layer from
         ``seed + 1``).
     dtype : float32 or float64, default float32
+    stride : int, default 1
+        Frame stacking: every ``stride`` consecutive input frames are
+        concatenated into one BiLSTM step (the BiLSTM's input is
+        ``stride * input_size`` wide), so the network runs at 1/stride of
+        the frame rate.  Two 10 ms frames per step halve the cost of
+        training and decoding; CTC needs at least one output step per
+        label (two between repeated labels), which phones at 20 ms have.
     init_range : float, optional
         Parameters drawn from U(-init_range, init_range); default
         ``1 / sqrt(hidden_size)`` for the BiLSTM and ``1 / sqrt(2 H)`` for
@@ -94,7 +101,7 @@ class CTCModel:
 
     def __init__(self, input_size, hidden_size, num_layers, num_classes, blank=0,
                  peepholes=True, seed=0, dtype=np.float32, init_range=None,
-                 vocabulary=None, features=None):
+                 vocabulary=None, features=None, stride=1):
         self.num_classes = _positive_int(num_classes, "num_classes")
         if isinstance(blank, (bool, np.bool_)) or not isinstance(blank, (int, np.integer)) \
                 or not 0 <= blank < self.num_classes:
@@ -103,7 +110,9 @@ class CTCModel:
         self.blank = int(blank)
         self.vocabulary = _json_value(vocabulary, "vocabulary")
         self.features = _json_value(features, "features")
-        self.lstm = BiLSTM(input_size, hidden_size, num_layers, peepholes=peepholes,
+        self.stride = _positive_int(stride, "stride")
+        self.input_size = _positive_int(input_size, "input_size")
+        self.lstm = BiLSTM(self.stride * self.input_size, hidden_size, num_layers, peepholes=peepholes,
                            seed=seed, dtype=dtype, init_range=init_range)
         self.out = Linear(2 * self.lstm.hidden_size, self.num_classes, seed=seed + 1,
                           dtype=dtype, init_range=init_range)
@@ -114,11 +123,38 @@ class CTCModel:
                       **{f"out.{k}": v for k, v in self.out.grads.items()}}
 
     # -- inference -----------------------------------------------------------
+    def output_lengths(self, lengths):
+        """Output steps for inputs of ``lengths`` frames: ``ceil(lengths / stride)``."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        return -(-lengths // self.stride)
+
+    def _stack(self, x, lengths):
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must have shape (T, N, {self.input_size}), got {x.shape}")
+        lengths = np.asarray(lengths)
+        if lengths.ndim != 1 or lengths.shape[0] != x.shape[1]:
+            raise ValueError(f"lengths must have shape ({x.shape[1]},), got {lengths.shape}")
+        if self.stride == 1:
+            return x, lengths
+        k = self.stride
+        T, N, D = x.shape
+        Tk = -(-T // k)
+        xs = np.zeros((Tk * k, N, D), dtype=x.dtype)
+        xs[:T] = x
+        # frames past a sequence's end may hold padding garbage: zero them so
+        # the last (partial) step of every sequence sees the same zeros
+        t = np.arange(Tk * k)[:, None]
+        xs[t >= np.asarray(lengths)[None, :]] = 0
+        xs = xs.reshape(Tk, k, N, D).transpose(0, 2, 1, 3).reshape(Tk, N, k * D)
+        return np.ascontiguousarray(xs), self.output_lengths(lengths)
+
     def _logits(self, x, lengths):
-        return self.out.forward(self.lstm.forward(x, lengths))
+        xs, out_lengths = self._stack(x, lengths)
+        return self.out.forward(self.lstm.forward(xs, out_lengths)), out_lengths
 
     def log_probs(self, x, lengths):
-        """Per-frame log-posteriors.
+        """Per-step log-posteriors.
 
         Parameters
         ----------
@@ -127,15 +163,17 @@ class CTCModel:
 
         Returns
         -------
-        ndarray (T, N, num_classes)
-            Log-softmax over classes.  Frames past each length hold the
-            output of a zero hidden state and must be ignored.
+        ndarray (ceil(T / stride), N, num_classes)
+            Log-softmax over classes, one row per output step; sequence n has
+            ``output_lengths(lengths)[n]`` valid steps.  Steps past each
+            length hold the output of a zero hidden state and must be ignored.
         """
-        return log_softmax(self._logits(x, lengths))
+        return log_softmax(self._logits(x, lengths)[0])
 
     def decode(self, x, lengths):
         """Greedy (best-path) label sequences, one list of class indices per sequence."""
-        return greedy_decode(self.log_probs(x, lengths), lengths, self.blank)
+        return greedy_decode(self.log_probs(x, lengths), self.output_lengths(lengths),
+                             self.blank)
 
     # -- training ------------------------------------------------------------
     def loss_and_grads(self, x, lengths, targets, target_lengths, reduction="mean",
@@ -146,7 +184,8 @@ class CTCModel:
         ----------
         x : ndarray (T, N, input_size), the model's dtype
         lengths : array of int (N,)
-            Valid frames per sequence, in [0, T].
+            Valid frames per sequence, in [0, T]; the CTC loss sees
+            ``output_lengths(lengths)`` steps.
         targets : int array (N, S) padded, or 1-D concatenated
             Label sequences (no blanks); see :func:`ctcseq.ctc.ctc_loss`.
         target_lengths : array of int (N,)
@@ -164,9 +203,9 @@ class CTCModel:
         """
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        logits = self._logits(x, lengths)
+        logits, out_lengths = self._logits(x, lengths)
         lp = log_softmax(logits)
-        loss, g_lp = ctc_loss_grad(lp, targets, lengths, target_lengths, blank=self.blank,
+        loss, g_lp = ctc_loss_grad(lp, targets, out_lengths, target_lengths, blank=self.blank,
                                    reduction=reduction, zero_infinity=zero_infinity)
         # back through log-softmax; g_lp is zero past each length, so is g_logits
         g_logits = g_lp - np.exp(lp) * g_lp.sum(axis=-1, keepdims=True)
@@ -178,7 +217,7 @@ class CTCModel:
     def config(self):
         """The JSON-able description stored with the weights."""
         return {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "model": {"input_size": self.lstm.input_size,
+                "model": {"input_size": self.input_size, "stride": self.stride,
                           "hidden_size": self.lstm.hidden_size,
                           "num_layers": self.lstm.num_layers,
                           "num_classes": self.num_classes, "blank": self.blank,
@@ -260,7 +299,7 @@ class CTCModel:
             model = cls(m["input_size"], m["hidden_size"], m["num_layers"], m["num_classes"],
                         blank=m["blank"], peepholes=m["peepholes"], dtype=m["dtype"],
                         init_range=0.0, vocabulary=cfg.get("vocabulary"),
-                        features=cfg.get("features"))
+                        features=cfg.get("features"), stride=m.get("stride", 1))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path!r}: invalid model configuration: {e}") from e
         expected, found = set(model.params), set(arrays)

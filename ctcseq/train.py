@@ -156,11 +156,12 @@ def evaluate(model, examples, batch_frames, dtype):
         batch = [examples[i] for i in idx]
         x, lengths, targets, tlens = pad_batch(batch, dtype)
         lp = model.log_probs(x, lengths)
-        losses = ctc_loss(lp, targets, lengths, tlens, blank=model.blank,
+        out_lengths = model.output_lengths(lengths)
+        losses = ctc_loss(lp, targets, out_lengths, tlens, blank=model.blank,
                           reduction="none", zero_infinity=True)
         total_loss += float(np.sum(losses))
         total_labels += int(tlens.sum())
-        hyps += greedy_decode(lp, lengths, blank=model.blank)  # no second forward pass
+        hyps += greedy_decode(lp, out_lengths, blank=model.blank)  # no second forward pass
         refs += [list(e.labels) for e in batch]
     return total_loss / max(total_labels, 1), error_rate(refs, hyps)
 

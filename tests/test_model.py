@@ -136,6 +136,35 @@ def test_padding_does_not_affect_loss_or_grads(small_case):
         np.testing.assert_array_equal(grads2[k], grads[k])
 
 
+def test_stride_stacks_frames(small_case):
+    """stride=k equals a stride-1 model fed the hand-stacked frames, padding
+    past each length never matters, and the CTC loss sees ceil(T/k) steps."""
+    x, lengths, targets, tl = small_case
+    k = 2
+    model = CTCModel(3, 4, 2, 5, seed=3, dtype=np.float64, stride=k)
+    plain = CTCModel(3 * k, 4, 2, 5, seed=3, dtype=np.float64)
+    for name in model.params:
+        plain.params[name][...] = model.params[name]
+    T, N, D = x.shape
+    out_len = -(-lengths // k)
+    assert list(model.output_lengths(lengths)) == list(out_len)
+    stacked = np.zeros((out_len.max(), N, k * D))
+    for n in range(N):
+        f = np.zeros((out_len[n] * k, D))
+        f[:lengths[n]] = x[:lengths[n], n]
+        stacked[:out_len[n], n] = f.reshape(out_len[n], k * D)
+    lp = model.log_probs(x, lengths)
+    assert lp.shape == (out_len.max(), N, 5)
+    ref = plain.log_probs(stacked, out_len)
+    for n in range(N):
+        np.testing.assert_allclose(lp[:out_len[n], n], ref[:out_len[n], n], atol=1e-12)
+    x2 = x.copy()
+    x2[np.arange(T)[:, None] >= lengths[None, :]] = 7.0
+    loss, _ = model.loss_and_grads(x2, lengths, targets, tl)
+    assert loss == pytest.approx(float(ctc_loss(ref, targets, out_len, tl)), abs=1e-12)
+    assert model.decode(x, lengths) == greedy_decode(ref, out_len)
+
+
 def test_greedy_decode_and_log_softmax():
     lp = np.log(np.array([[[.1, .9]], [[.1, .9]], [[.9, .1]], [[.2, .8]], [[.3, .7]]]))
     assert greedy_decode(lp, [5]) == [[1, 1]]
@@ -150,6 +179,7 @@ def test_greedy_decode_and_log_softmax():
     (dict(vocabulary={"a": object()}), "vocabulary"),
     (dict(features={1, 2}), "features"),
     (dict(hidden_size=-1), "hidden_size"),
+    (dict(stride=0), "stride"),
 ])
 def test_bad_model_arguments(kwargs, match):
     args = dict(input_size=3, hidden_size=4, num_layers=1, num_classes=5)
@@ -219,7 +249,7 @@ def test_weight_noise_perturbs_then_restores_exactly():
 @pytest.fixture
 def saved(tmp_path):
     model = CTCModel(3, 4, 2, 5, blank=0, seed=9, vocabulary=["_", "a", "b", "c", "d"],
-                     features={"type": "fbank", "n_mels": 3, "deltas": 0})
+                     features={"type": "fbank", "n_mels": 3, "deltas": 0}, stride=2)
     path = tmp_path / "model.npz"
     model.save(path)
     return model, path
@@ -230,7 +260,7 @@ def test_save_load_round_trip(saved):
     loaded = CTCModel.load(path)
     assert loaded.vocabulary == ["_", "a", "b", "c", "d"]
     assert loaded.features == {"type": "fbank", "n_mels": 3, "deltas": 0}
-    assert loaded.dtype == np.float32 and loaded.lstm.num_layers == 2
+    assert loaded.dtype == np.float32 and loaded.lstm.num_layers == 2 and loaded.stride == 2
     for k in model.params:
         np.testing.assert_array_equal(loaded.params[k], model.params[k])
     x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
