@@ -253,24 +253,56 @@ def add_deltas(static, order=2, window=2):
 
 
 class Normalizer:
-    """Mean and variance normalisation with statistics from training data.
+    """Mean and variance normalisation (CMVN) of feature frames.
 
-    Global statistics are always kept; per-speaker statistics optionally.
-    Both are plain lists in :meth:`to_dict`, so they travel inside a model
-    file and decoding a new file applies the training-set normalisation.
+    Three modes:
+
+    ``"global"``
+        One mean and standard deviation from the training set, stored with
+        the model and applied to every utterance.
+    ``"speaker"``
+        Each speaker is normalised with its own statistics.  Those of the
+        training speakers come from :meth:`fit`; a speaker met later gets
+        its own from its utterances through :meth:`adapt` (what ``ctcseq
+        decode --utt2spk`` does), and an utterance whose speaker has no
+        statistics is normalised with its own, i.e. as its own speaker.
+    ``"utterance"``
+        Each utterance with its own statistics (its standard deviation
+        floored at a tenth of the global one, for very short inputs).
+        Removes a fixed channel or spectral tilt and needs nothing but the
+        utterance, which suits new voices and single files.
+
+    The global statistics are always fitted and stored; :meth:`to_dict`
+    gives plain lists, so they travel inside a model file.
 
     Parameters
     ----------
+    mode : {"global", "speaker", "utterance"}
     per_speaker : bool
-        Normalise utterances of a speaker seen in :meth:`fit` with that
-        speaker's statistics; other speakers get the global statistics.
+        Old spelling of ``mode="speaker"`` (kept for model files and callers
+        written before the modes existed).
     """
 
-    def __init__(self, per_speaker=False):
-        self.per_speaker = bool(per_speaker)
+    MODES = ("global", "speaker", "utterance")
+
+    def __init__(self, mode="global", per_speaker=False):
+        if per_speaker:
+            mode = "speaker"
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
         self.mean = None
         self.std = None
         self.speakers = {}
+
+    @property
+    def per_speaker(self):
+        return self.mode == "speaker"
+
+    @staticmethod
+    def _acc(feats):
+        f = np.asarray(feats, dtype=np.float64)
+        return f.shape[0], f.sum(0), (f * f).sum(0)
 
     @staticmethod
     def _stats(acc):
@@ -279,22 +311,42 @@ class Normalizer:
         var = np.maximum(ss / n - mean * mean, 0.0)
         return mean, np.sqrt(var) + 1e-5  # a constant dimension stays finite
 
-    def fit(self, items):
-        """items: iterable of (features (n_frames, d), speaker or None)."""
-        total = None
+    @classmethod
+    def _speaker_stats(cls, items):
         per = {}
         for feats, spk in items:
-            f = np.asarray(feats, dtype=np.float64)
-            acc = (f.shape[0], f.sum(0), (f * f).sum(0))
+            if spk is None or np.shape(feats)[0] == 0:
+                continue
+            acc = cls._acc(feats)
+            old = per.get(spk)
+            per[spk] = acc if old is None else tuple(a + b for a, b in zip(old, acc))
+        return {spk: cls._stats(acc) for spk, acc in per.items()}
+
+    def fit(self, items):
+        """items: iterable of (features (n_frames, d), speaker or None)."""
+        items = list(items)
+        total = None
+        for feats, _ in items:
+            acc = self._acc(feats)
             total = acc if total is None else tuple(a + b for a, b in zip(total, acc))
-            if self.per_speaker and spk is not None:
-                old = per.get(spk)
-                per[spk] = acc if old is None else tuple(a + b for a, b in zip(old, acc))
         if total is None or total[0] == 0:
             raise ValueError("items: no feature frames to compute statistics from")
         self.mean, self.std = self._stats(total)
-        self.speakers = {spk: self._stats(acc) for spk, acc in per.items()}
+        self.speakers = self._speaker_stats(items) if self.mode == "speaker" else {}
         return self
+
+    def adapt(self, items):
+        """Statistics for speakers not seen in :meth:`fit` (``"speaker"`` mode).
+
+        items: iterable of (features, speaker), every utterance of the new
+        speakers; speakers that already have statistics keep them.
+        Returns the speakers added.  A no-op in the other modes.
+        """
+        if self.mode != "speaker":
+            return []
+        new = self._speaker_stats((f, s) for f, s in items if s not in self.speakers)
+        self.speakers.update(new)
+        return sorted(new)
 
     def __call__(self, feats, speaker=None):
         """Normalised copy of feats (n_frames, d) as float32."""
@@ -304,17 +356,23 @@ class Normalizer:
         if f.ndim != 2 or f.shape[1] != self.mean.shape[0]:
             raise ValueError(f"feats must have shape (n_frames, {self.mean.shape[0]}), "
                              f"got {f.shape}")
-        mean, std = self.speakers.get(speaker, (self.mean, self.std))
+        if self.mode == "global" or f.shape[0] == 0:
+            mean, std = self.mean, self.std
+        elif self.mode == "speaker" and speaker in self.speakers:
+            mean, std = self.speakers[speaker]
+        else:   # utterance mode, or a speaker without statistics: its own
+            mean, std = self._stats(self._acc(f))
+            std = np.maximum(std, 0.1 * self.std)
         return ((f - mean) / std).astype(np.float32)
 
     def to_dict(self):
-        return {"per_speaker": self.per_speaker,
+        return {"mode": self.mode, "per_speaker": self.per_speaker,
                 "mean": self.mean.tolist(), "std": self.std.tolist(),
                 "speakers": {k: [m.tolist(), s.tolist()] for k, (m, s) in self.speakers.items()}}
 
     @classmethod
     def from_dict(cls, d):
-        out = cls(d.get("per_speaker", False))
+        out = cls(d.get("mode", "speaker" if d.get("per_speaker") else "global"))
         out.mean = np.asarray(d["mean"], dtype=np.float64)
         out.std = np.asarray(d["std"], dtype=np.float64)
         out.speakers = {k: (np.asarray(m), np.asarray(s)) for k, (m, s) in

@@ -115,15 +115,48 @@ def test_normalizer_global_and_per_speaker(tmp_path):
     np.testing.assert_allclose(both.std(0), 1.0, atol=1e-4)
     per = Normalizer(per_speaker=True).fit([(a, "spk1"), (b, "spk2")])
     np.testing.assert_allclose(per(b, "spk2").mean(0), 0.0, atol=1e-5)
-    np.testing.assert_array_equal(per(b, "unseen"), glob(b))  # unseen speaker: global stats
+    # an unseen speaker without statistics is normalised as its own speaker
+    np.testing.assert_allclose(per(b, "unseen").mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(per(b, "unseen").std(0), 1.0, atol=1e-4)
+    # ... and adapt() gives a new speaker statistics from all its utterances
+    c1, c2 = rng.normal(3.0, 1.0, size=(50, 3)), rng.normal(1.0, 1.0, size=(50, 3))
+    assert per.adapt([(c1, "new"), (c2, "new"), (b, "spk2")]) == ["new"]
+    np.testing.assert_allclose(np.concatenate([per(c1, "new"), per(c2, "new")]).mean(0), 0.0,
+                               atol=1e-5)
+    assert per(c1, "new").mean() > 0.5 > -0.5 > per(c2, "new").mean()
+    np.testing.assert_allclose(per(b, "spk2").mean(0), 0.0, atol=1e-5)  # kept its own
     path = tmp_path / "cmvn.json"
     per.save(path)
     again = Normalizer.load(path)
+    assert again.mode == "speaker"
     np.testing.assert_array_equal(again(a, "spk1"), per(a, "spk1"))
+    np.testing.assert_array_equal(again(c1, "new"), per(c1, "new"))
+    assert glob.adapt([(c1, "new")]) == []
     with pytest.raises(ValueError, match=r"shape \(n_frames, 3\)"):
         glob(np.zeros((4, 5)))
     with pytest.raises(ValueError, match="no statistics"):
         Normalizer()(a)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Normalizer("cepstral")
+
+
+def test_normalizer_per_utterance():
+    rng = np.random.default_rng(1)
+    a = rng.normal(5.0, 2.0, size=(300, 3))
+    b = rng.normal(-1.0, 0.5, size=(200, 3)) + np.array([0.0, 10.0, -3.0])  # a "channel"
+    utt = Normalizer("utterance").fit([(a, None), (b, None)])
+    for x in (a, b):
+        np.testing.assert_allclose(utt(x).mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(utt(x).std(0), 1.0, atol=1e-4)
+    # a fixed offset of every frame (a channel) is removed entirely
+    np.testing.assert_allclose(utt(b + 7.0), utt(b), atol=1e-5)
+    # a constant input stays finite: the deviation is floored by the global one
+    flat = utt(np.ones((3, 3)))
+    assert np.isfinite(flat).all() and np.abs(flat).max() == 0
+    assert Normalizer.from_dict(utt.to_dict()).mode == "utterance"
+    # model files written before the modes existed
+    old = {"per_speaker": True, "mean": [0.0] * 3, "std": [1.0] * 3, "speakers": {}}
+    assert Normalizer.from_dict(old).mode == "speaker"
 
 
 # --- corpus extraction -----------------------------------------------------
