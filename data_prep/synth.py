@@ -15,6 +15,15 @@ split and is spoken in every accent there, so no test voice -- not even in
 another accent -- is heard in training.  Test holds Klatt modes 3 and 4 that
 no training voice uses, which makes per-voice error rates informative.
 
+Training voices are augmented (``augment``, on by default; dev and test never
+are): most training utterances are *warped* -- rendered at a slower eSpeak
+rate, then played back faster by resampling from ``warp x 22050`` Hz, which
+scales pitch and every formant by ``warp`` (a shorter or longer vocal tract)
+while keeping the intended speaking rate -- and half get an echo (a feedback
+comb filter).  Named eSpeak variants differ mostly in exactly these ways
+(formant scales, pitch, echo), so this multiplies the timbres training
+hears without touching the voice-disjoint split.
+
 Audio is 16-bit PCM WAV at 16 kHz by default (resampled from eSpeak's 22050
 Hz with a polyphase filter, the usual rate for speech front ends);
 ``--sample-rate 22050`` keeps the native rate.
@@ -94,6 +103,14 @@ SPLITS = ("train", "dev", "test")
 # paul, klatt4) clip now and then; 75 keeps them within range.
 VOLUME = 75
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+# Training-voice augmentation: share of warped utterances and the warp range
+# (log-uniform; eSpeak's female and child-like variants scale formants by up
+# to ~1.45 over the default voice), share with an echo, its delay and gain.
+WARP_SHARE, WARP_RANGE = 0.8, (0.8, 1.3)
+ECHO_SHARE, ECHO_MS, ECHO_GAIN = 0.5, (20, 150), (0.1, 0.6)
+# Warped audio is read at native * warp rounded to this many Hz, so the
+# resampling ratio to the output rate stays a small fraction.
+_WARP_STEP_HZ = 50
 
 _WORD_RE = re.compile(r"[a-z]+('[a-z]+)?")
 _VOWEL_RE = re.compile(r"[aeiouy]")
@@ -116,6 +133,9 @@ class Utterance:
     pitch: int        # 0..100
     pitch_range: int  # 0..100
     seed: int         # eSpeak noise seed
+    warp: float = 1.0     # playback-rate factor: pitch and formants x warp
+    echo_ms: int = 0      # echo delay (0: none)
+    echo_gain: float = 0.0
 
 
 # --------------------------------------------------------------------------
@@ -232,7 +252,8 @@ def _speaker_id(accent, variant):
 
 def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
                 fractions=DEFAULT_FRACTIONS, words_per_sentence=(4, 12),
-                rate=(130, 220), pitch=(25, 75), pitch_range=(20, 80), flatten=0.5):
+                rate=(130, 220), pitch=(25, 75), pitch_range=(20, 80), flatten=0.5,
+                augment=True):
     """Draw every utterance of the corpus (no audio yet).
 
     Parameters
@@ -255,6 +276,9 @@ def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
     flatten : float
         Words are drawn with probability proportional to frequency**flatten
         (1 = natural Zipf text dominated by "the", 0 = uniform over vocab).
+    augment : bool
+        Warp and echo training utterances (see the module docstring);
+        dev and test are never augmented.
 
     Returns
     -------
@@ -311,17 +335,44 @@ def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
                     pitch=int(rng.integers(pitch[0], pitch[1] + 1)),
                     pitch_range=int(rng.integers(pitch_range[0], pitch_range[1] + 1)),
                     seed=int(rng.integers(1, 2**31 - 1)))
+                if augment and name == "train":
+                    utt = _augmented(utt, rng)
                 per_spk[spk] += 1
                 plan.append(utt)
                 est += (len(text) + 1) * _SEC_PER_CHAR_AT_175 * 175.0 / r
     return sorted(plan, key=lambda u: (SPLITS.index(u.split), u.utt.encode()))
 
 
+def _augmented(u, rng):
+    """``u`` with a random warp and echo (drawn from ``rng``)."""
+    warp, echo_ms, echo_gain = 1.0, 0, 0.0
+    if rng.random() < WARP_SHARE:
+        warp = float(np.exp(rng.uniform(*np.log(WARP_RANGE))))
+        warp = round(warp * 22050 / _WARP_STEP_HZ) * _WARP_STEP_HZ / 22050
+    if rng.random() < ECHO_SHARE:
+        echo_ms = int(rng.integers(ECHO_MS[0], ECHO_MS[1] + 1))
+        echo_gain = round(float(rng.uniform(*ECHO_GAIN)), 3)
+    # speak slower by warp so the warped playback keeps the drawn rate
+    rate = int(np.clip(round(u.rate / warp), *RATE_RANGE))
+    return Utterance(**{**u.__dict__, "rate": rate, "warp": warp, "echo_ms": echo_ms,
+                        "echo_gain": echo_gain})
+
+
+def _echo(audio, sample_rate, delay_ms, gain):
+    """Feedback comb filter y[n] = x[n] + gain * y[n - d], scaled by 1 - gain
+    so the level stays about the same."""
+    from scipy.signal import lfilter
+    d = max(1, round(delay_ms * sample_rate / 1000))
+    a = np.zeros(d + 1)
+    a[0], a[d] = 1.0, -gain
+    return lfilter([1.0 - gain], a, audio).astype(np.float32)
+
+
 # --------------------------------------------------------------------------
 # render (runs in workers)
 # --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=64)
 def _resample_filter(up, down):
     # The filter scipy's resample_poly designs by default, built once.
     from scipy.signal import firwin
@@ -394,7 +445,12 @@ def render(batch, out_dir, sample_rate):
         except phones_mod.UnknownPhoneError as err:
             results.append({"utt": u.utt, "error": str(err)})
             continue
-        audio = np.clip(_resample(syn.audio, syn.sample_rate, sample_rate), -1.0, 32767 / 32768)
+        # playing eSpeak's samples at native * warp Hz scales every frequency by warp
+        source_rate = round(syn.sample_rate * u.warp)
+        audio = _resample(syn.audio, source_rate, sample_rate)
+        if u.echo_ms > 0:
+            audio = _echo(audio, sample_rate, u.echo_ms, u.echo_gain)
+        audio = np.clip(audio, -1.0, 32767 / 32768)
         path = os.path.join(out_dir, _wav_relpath(u))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
@@ -404,7 +460,7 @@ def render(batch, out_dir, sample_rate):
             "utt": u.utt, "phones": phones,
             "ipa": " ".join("_".join(w) for w in words),
             "dur": len(audio) / sample_rate,
-            "ctm": _ctm(syn.events, flat, syn.sample_rate),
+            "ctm": _ctm(syn.events, flat, source_rate),
         })
     return results
 
@@ -431,7 +487,9 @@ def _write_split(out_dir, name, utts, results):
             "text.ipa": {u.utt: r["ipa"] for u, r in ok},
             "utt2dur": {u.utt: f"{r['dur']:.3f}" for u, r in ok},
             "utt2synth": {u.utt: f"voice={u.voice} rate={u.rate} pitch={u.pitch} "
-                                 f"range={u.pitch_range} volume={VOLUME} seed={u.seed}" for u, _ in ok},
+                                 f"range={u.pitch_range} volume={VOLUME} seed={u.seed} "
+                                 f"warp={u.warp:.4f} echo={u.echo_ms}ms/{u.echo_gain:g}"
+                          for u, _ in ok},
         })
     datadir.write_ctm(os.path.join(d, "phones.ctm"),
                     {u.utt: r["ctm"] for u, r in ok if r["ctm"] is not None})
@@ -638,6 +696,8 @@ def _parser():
                         help=f"comma-separated eSpeak variants for {name} (default: built-in list)")
     ap.add_argument("--exclude-words", default=None,
                     help="file of words (one a line) never to use")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="no warp or echo on training utterances (see the module docstring)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace a corpus already in --out")
     ap.add_argument("--list-voices", action="store_true", help="print accents and variants, then exit")
@@ -678,7 +738,8 @@ def _build_from_args(args, accents, split, exclude):
                  overwrite=args.overwrite,
                  sample_rate=args.sample_rate, n_words=args.words, accents=accents,
                  split=split, fractions=args.fractions, rate=args.rate, pitch=args.pitch,
-                 pitch_range=args.pitch_range, words_per_sentence=args.sentence_words)
+                 pitch_range=args.pitch_range, words_per_sentence=args.sentence_words,
+                 augment=not args.no_augment)
 
 
 if __name__ == "__main__":

@@ -291,3 +291,59 @@ def test_command_line_and_overwrite(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit, match="did not write"):
         main(args + ["--overwrite"])
+
+
+def test_augmentation_only_in_train(corpora):
+    a, _, _ = corpora
+    for split in ("train", "dev", "test"):
+        synth = datadir.read_table(a / split / "utt2synth")
+        warps = [float(v.split("warp=")[1].split()[0]) for v in synth.values()]
+        echoes = [v.split("echo=")[1] for v in synth.values()]
+        if split == "train":
+            assert any(w != 1.0 for w in warps) and any(e != "0ms/0" for e in echoes)
+            assert all(0.8 - 1e-3 <= w <= 1.3 + 1e-3 for w in warps)
+        else:
+            assert set(warps) == {1.0} and set(echoes) == {"0ms/0"}
+
+
+def test_plan_without_augmentation():
+    from data_prep.synth import plan_corpus
+    vocab = [("one", 1.0), ("two", 0.5), ("three", 0.25)]
+    plan = plan_corpus(vocab, 0.01, seed=3, augment=False)
+    assert {(u.warp, u.echo_ms) for u in plan} == {(1.0, 0)}
+    aug = plan_corpus(vocab, 0.01, seed=3)
+    # dev and test are drawn the same way either way
+    assert [u for u in plan if u.split != "train"] == [u for u in aug if u.split != "train"]
+    # a warped utterance is spoken slower by its warp, so playback keeps the drawn rate
+    warped = [u for u in aug if u.warp != 1.0]
+    assert warped and all(130 / 1.3 - 1 <= u.rate * u.warp <= 220 + 1 for u in warped)
+
+
+def test_warp_scales_duration_pitch_and_timing(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    librosa = pytest.importorskip("librosa")
+    sf = pytest.importorskip("soundfile")
+    from data_prep.synth import Utterance, render
+    out = {}
+    for warp in (1.0, 1.25):
+        u = Utterance(utt=f"x-{warp}", split="train", spk="x", voice="en-us+m3",
+                      text="the quick brown fox jumps over the lazy dog", rate=160, pitch=50,
+                      pitch_range=50, seed=1, warp=warp)
+        r = render([u], str(tmp_path), 16000)[0]
+        audio, sr = sf.read(tmp_path / f"wav/train/x/x-{warp}.wav")
+        f0, _, _ = librosa.pyin(audio, fmin=50, fmax=400, sr=sr)
+        out[warp] = len(audio) / sr, np.nanmedian(f0), r["ctm"][-1][0]
+    (d1, p1, c1), (d2, p2, c2) = out[1.0], out[1.25]
+    assert d1 / d2 == pytest.approx(1.25, rel=0.01)
+    assert c1 / c2 == pytest.approx(1.25, rel=0.01)      # phone times follow the audio
+    assert p2 / p1 == pytest.approx(1.25, rel=0.05)
+
+
+def test_echo_is_a_feedback_comb():
+    from data_prep.synth import _echo
+    x = np.zeros(100, np.float32)
+    x[0] = 1.0
+    y = _echo(x, 1000, 10, 0.5)          # 10 ms at 1 kHz = 10 samples
+    expected = np.zeros(100)
+    expected[::10] = 0.5 * 0.5 ** np.arange(10)
+    np.testing.assert_allclose(y, expected, atol=1e-7)
