@@ -20,10 +20,11 @@ class UserError(Exception):
 # -- prepare -------------------------------------------------------------------
 
 def cmd_prepare(args, rest):
-    if args.corpus == "synth":
-        from data_prep import synth
-        return synth.main(rest)
-    raise UserError(f"unknown corpus {args.corpus!r}")
+    if args.corpus not in ("synth", "timit", "librispeech", "folder"):
+        raise UserError(f"unknown corpus {args.corpus!r}")
+    import importlib
+    # each builder parses its own options; its ValueErrors become one-line errors in main
+    return importlib.import_module(f"data_prep.{args.corpus}").main(rest)
 
 
 # -- features ------------------------------------------------------------------
@@ -339,9 +340,13 @@ def build_parser():
 
     pp = sub.add_parser("prepare", help="build a corpus as Kaldi-style data directories",
                         description="Build a corpus. 'synth' synthesises the default offline "
-                        "corpus with eSpeak NG; options after the corpus name go to its "
-                        "builder (see 'ctcseq prepare synth --help').", add_help=True)
-    pp.add_argument("corpus", choices=["synth"], help="which corpus")
+                        "corpus with eSpeak NG; 'timit' (--timit ROOT) and 'librispeech' "
+                        "(--root ROOT) write data directories for a copy of those corpora; "
+                        "'folder' (--audio DIR --transcript FILE) one for a folder of audio "
+                        "files. Options after the corpus name go to its builder (see "
+                        "'ctcseq prepare timit --help').", add_help=True)
+    pp.add_argument("corpus", choices=["synth", "timit", "librispeech", "folder"],
+                    help="which corpus")
     pp.set_defaults(func=cmd_prepare, passthrough=True)
 
     pf = sub.add_parser("features", help="extract features of a data directory",
