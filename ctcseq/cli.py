@@ -75,20 +75,27 @@ def cmd_train(args, rest):
     utt2spk = read_table(os.path.join(args.train_data, "utt2spk"))
     # read the training features once: fit the statistics on them, then normalise
     train, skipped = load_examples(args.train_data, args.train_feats, vocab, None, args.text)
-    norm = Normalizer(per_speaker=args.per_speaker_cmvn).fit(
+    norm = Normalizer("speaker" if args.per_speaker_cmvn else args.cmvn).fit(
         (e.feats, utt2spk.get(e.utt)) for e in train)
     for e in train:
         e.feats = norm(e.feats, utt2spk.get(e.utt))
     dev = []
     if args.dev_data:
-        dev, _ = load_examples(args.dev_data, args.dev_feats, vocab, norm, args.text)
+        dev, _ = load_examples(args.dev_data, args.dev_feats, vocab, None, args.text)
+        dev_spk = read_table(os.path.join(args.dev_data, "utt2spk"))
+        # dev speakers are new: in speaker mode they get their own statistics,
+        # as test speakers will at decoding time (not stored with the model)
+        dev_norm = Normalizer.from_dict(norm.to_dict())
+        dev_norm.adapt((e.feats, dev_spk.get(e.utt)) for e in dev)
+        for e in dev:
+            e.feats = dev_norm(e.feats, dev_spk.get(e.utt))
     cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                       batch_frames=args.batch_frames, max_epochs=args.epochs,
                       patience=args.patience, clip=args.clip, weight_noise=args.weight_noise,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
     model = CTCModel(store.config.dim, args.hidden, args.layers, len(vocab), blank=0,
                      peepholes=not args.no_peepholes, seed=args.seed,
-                     init_range=args.init_range, vocabulary=vocab,
+                     init_range=args.init_range, vocabulary=vocab, stride=args.stride,
                      features={"config": store.config.to_dict(), "normalizer": norm.to_dict(),
                                "text": args.text})
     n_weights = sum(p.size for p in model.params.values())
@@ -175,18 +182,40 @@ def _make_decoder(args, model):
     return decode
 
 
-def _decode_feats(model, norm, items, decoder, batch_frames=20000):
-    """items: list of (key, feats) -> {key: [symbols]}."""
+def _speakers(args, keys, norm, feats_of):
+    """Speaker of each key (None: unknown), from --utt2spk or --speaker; in
+    per-speaker CMVN mode new speakers get statistics from all their
+    utterances first (an utterance without a speaker uses its own)."""
+    from .datadir import read_table
+    if args.utt2spk:
+        utt2spk = read_table(args.utt2spk)
+        spk = {k: utt2spk.get(k) for k in keys}
+    else:
+        spk = {k: args.speaker for k in keys}
+    if norm.mode == "speaker":
+        norm.adapt((feats_of(k), s) for k, s in spk.items() if s is not None)
+    return spk
+
+
+def _batched_log_probs(model, norm, items, batch_frames=20000):
+    """items: list of (key, feats, speaker); yields (keys, log_probs (T', N, C),
+    output lengths) for batches of similar length."""
     import numpy as np
     from .train import Example, make_batches, pad_batch
-    examples = [Example(k, norm(f), np.zeros(0, np.int64)) for k, f in items]
-    out = {}
+    examples = [Example(k, norm(f, s), np.zeros(0, np.int64)) for k, f, s in items]
     for idx in make_batches([e.feats.shape[0] for e in examples], batch_frames,
                             np.random.default_rng(0)):
         batch = [examples[i] for i in idx]
         x, lengths, _, _ = pad_batch(batch, model.dtype)
-        for e, labels in zip(batch, decoder(model.log_probs(x, lengths), lengths)):
-            out[e.utt] = [model.vocabulary[c] for c in labels]
+        yield [e.utt for e in batch], model.log_probs(x, lengths), model.output_lengths(lengths)
+
+
+def _decode_feats(model, norm, items, decoder):
+    """items: list of (key, feats, speaker) -> {key: [symbols]}."""
+    out = {}
+    for keys, lp, lengths in _batched_log_probs(model, norm, items):
+        for key, labels in zip(keys, decoder(lp, lengths)):
+            out[key] = [model.vocabulary[c] for c in labels]
     return out
 
 
@@ -196,7 +225,9 @@ def cmd_decode(args, rest):
     decoder = _make_decoder(args, model)
     if args.feats:
         store = _model_feats(args.feats, cfg)
-        hyps = _decode_feats(model, norm, [(u, store[u]) for u in sorted(store.keys())], decoder)
+        keys = sorted(store.keys())
+        spk = _speakers(args, keys, norm, store.__getitem__)
+        hyps = _decode_feats(model, norm, [(u, store[u], spk[u]) for u in keys], decoder)
         lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
         failures = 0
     else:
@@ -210,7 +241,9 @@ def cmd_decode(args, rest):
             except AudioError as e:
                 print(f"ctcseq decode: {e}", file=sys.stderr)
                 failures += 1
-        hyps = _decode_feats(model, norm, items, decoder)
+        feats = dict(items)
+        spk = _speakers(args, list(feats), norm, feats.__getitem__)
+        hyps = _decode_feats(model, norm, [(p, f, spk[p]) for p, f in items], decoder)
         lines = [f"{p} {' '.join(hyps[p])}" for p, _ in items]
     _write_lines(lines, args.out)
     return 1 if failures else 0
@@ -230,24 +263,30 @@ def cmd_align(args, rest):
             raise UserError("--feats needs --text, the transcripts to align")
         store = _model_feats(args.feats, cfg)
         texts = read_text(args.text)
-        items = [(u, store[u], texts[u]) for u in sorted(texts) if u in store]
+        feats = {u: store[u] for u in sorted(texts) if u in store}
     else:
         if len(args.audio) != 1 or args.transcript is None:
             raise UserError("give one audio file and --transcript, or --feats and --text")
         path = args.audio[0]
-        items = [(path, compute_features(load_audio(path, cfg.sample_rate), cfg, name=path),
-                  args.transcript.split())]
+        feats = {path: compute_features(load_audio(path, cfg.sample_rate), cfg, name=path)}
+        texts = {path: args.transcript.split()}
     lexicon = None
     if args.lexicon:
         from .lm import read_lexicon
         lexicon = {}
         for word, toks in read_lexicon(args.lexicon):
             lexicon.setdefault(word, toks)  # the first pronunciation
-    shift = cfg.hop_ms / 1000.0
+    shift = model.stride * cfg.hop_ms / 1000.0   # seconds per output step
     space = index.get("<space>")
+    spk = _speakers(args, list(feats), norm, feats.__getitem__)
+    log_probs = {}   # one batched forward pass, then align utterance by utterance
+    for keys, lp, lengths in _batched_log_probs(model, norm,
+                                                [(k, f, spk[k]) for k, f in feats.items()]):
+        for n, key in enumerate(keys):
+            log_probs[key] = lp[:lengths[n], n:n + 1]
     lines, failures = [], 0
-    for key, feats, symbols in items:
-        words = None
+    for key in feats:
+        symbols, words = texts[key], None
         if lexicon is not None:  # word transcripts: spell them with the lexicon
             missing = sorted({w for w in symbols if w not in lexicon})
             if missing:
@@ -263,11 +302,10 @@ def cmd_align(args, rest):
                   f"model's vocabulary", file=sys.stderr)
             failures += 1
             continue
-        x = norm(feats)[:, None, :].astype(model.dtype)
-        lp = model.log_probs(x, [x.shape[0]])
+        lp = log_probs[key]
         labels = np.array([[index[t] for t in symbols]], np.int64).reshape(1, -1)
         try:
-            ali = forced_align(lp, labels, [x.shape[0]], [len(symbols)], blank=model.blank)[0]
+            ali = forced_align(lp, labels, [lp.shape[0]], [len(symbols)], blank=model.blank)[0]
         except ValueError as e:
             print(f"ctcseq align: {key}: {e}", file=sys.stderr)
             failures += 1
@@ -401,8 +439,15 @@ def build_parser():
                     help="Gaussian weight noise std, Graves 2013 (0: off)")
     pt.add_argument("--checkpoint-every", type=int, default=50,
                     help="also checkpoint every N batches (50; 0: per epoch only)")
+    pt.add_argument("--cmvn", choices=["global", "speaker", "utterance"], default="global",
+                    help="feature normalisation: training-set statistics (global), each "
+                    "speaker's own (speaker; decode/align with --utt2spk), or each "
+                    "utterance's own (utterance; suits new voices and single files) (global)")
     pt.add_argument("--per-speaker-cmvn", action="store_true",
-                    help="normalise training speakers with their own statistics")
+                    help="same as --cmvn speaker")
+    pt.add_argument("--stride", type=int, default=1,
+                    help="stack this many frames per BiLSTM step: 2 halves the cost of "
+                    "training and decoding (1)")
     pt.add_argument("--lm-order", type=int, default=0,
                     help="also train a token n-gram LM of this order on the training "
                     "transcripts, saved as OUT/lm.json for 'decode --lm' (0: none)")
@@ -431,6 +476,10 @@ def build_parser():
                     "constrains the output to known words")
     pd.add_argument("--word-delimiter", help="word ARPA LM: the token that ends a word "
                     "(default <space> when the model has it)")
+    pd.add_argument("--utt2spk", help="with --feats: '<utt> <speaker>' table (e.g. "
+                    "data/test/utt2spk); a model trained with --cmvn speaker then "
+                    "normalises each speaker with statistics of all its utterances")
+    pd.add_argument("--speaker", help="audio files: all are this one speaker (see --utt2spk)")
     pd.set_defaults(func=cmd_decode)
 
     pa = sub.add_parser("align", help="forced alignment: token (or word) times as CTM",
@@ -450,6 +499,10 @@ def build_parser():
     pa.add_argument("--lexicon", help="lexicon file 'WORD tok tok ...': the transcripts are "
                     "words, spelt with their first pronunciation; writes word times")
     pa.add_argument("--out", help="write the CTM to this file instead of stdout")
+    pa.add_argument("--utt2spk", help="with --feats: '<utt> <speaker>' table (e.g. "
+                    "data/test/utt2spk); a model trained with --cmvn speaker then "
+                    "normalises each speaker with statistics of all its utterances")
+    pa.add_argument("--speaker", help="audio files: all are this one speaker (see --utt2spk)")
     pa.set_defaults(func=cmd_align)
 
     pe = sub.add_parser("eval", help="error rate of hypotheses against references",

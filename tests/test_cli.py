@@ -143,6 +143,60 @@ def test_align_writes_ctm_and_reports_impossible_transcripts(corpus, tmp_path, c
     assert code == 1 and "not in the model's vocabulary" in capsys.readouterr().err
 
 
+def test_stride_and_speaker_cmvn(corpus, tmp_path):
+    """--stride 2 --cmvn speaker: decoding with --utt2spk normalises each test
+    speaker with statistics of all its utterances, and alignment times come
+    in 20 ms steps."""
+    from ctcseq.decode import greedy_decode
+    from ctcseq.extract import FeatureStore
+    from ctcseq.features import Normalizer
+    from ctcseq.model import CTCModel
+    root, data = corpus
+    feats = root / "feats"
+    if not (feats / "test").exists():
+        pytest.skip("needs the features made by test_every_stage_on_a_tiny_corpus")
+    out = tmp_path / "model"
+    assert main(["train", "--train-data", str(data / "train"), "--train-feats",
+                 str(feats / "train"), "--dev-data", str(data / "dev"), "--dev-feats",
+                 str(feats / "dev"), "--symbols", str(data / "phones.txt"), "--out", str(out),
+                 "--hidden", "8", "--layers", "1", "--epochs", "1", "--stride", "2",
+                 "--cmvn", "speaker", "--quiet"]) == 0
+    model = CTCModel.load(out / "best.npz")
+    assert model.stride == 2
+    norm = Normalizer.from_dict(model.features["normalizer"])
+    train_spk = set((data / "train" / "utt2spk").read_text().split()[1::2])
+    assert norm.mode == "speaker" and set(norm.speakers) == train_spk
+    hyp = tmp_path / "hyp.txt"
+    utt2spk = data / "test" / "utt2spk"
+    assert main(["decode", str(out / "best.npz"), "--feats", str(feats / "test"),
+                 "--utt2spk", str(utt2spk), "--out", str(hyp)]) == 0
+    # the same by hand
+    store = FeatureStore(feats / "test")
+    spk = dict(line.split() for line in utt2spk.read_text().splitlines())
+    assert norm.adapt((store[u], spk[u]) for u in store.keys())
+    expected = []
+    for u in sorted(store.keys()):
+        x = norm(store[u], spk[u])[:, None, :]
+        labels = greedy_decode(model.log_probs(x, [len(x)]), model.output_lengths([len(x)]))[0]
+        expected.append(" ".join([u] + [model.vocabulary[c] for c in labels]))
+    assert [line.strip() for line in hyp.read_text().splitlines()] == expected
+    # (a one-epoch model may emit blanks only, so check the adaptation itself)
+    from ctcseq import cli
+    fresh = Normalizer.from_dict(model.features["normalizer"])
+    args = type("Args", (), {"utt2spk": str(utt2spk), "speaker": None})()
+    assert cli._speakers(args, sorted(store.keys()), fresh, store.__getitem__) == spk
+    assert set(fresh.speakers) == train_spk | set(spk.values())
+    ctm = tmp_path / "ali.ctm"
+    assert main(["align", str(out / "best.npz"), "--feats", str(feats / "test"), "--text",
+                 str(data / "test" / "text.phn"), "--utt2spk", str(utt2spk), "--out",
+                 str(ctm)]) == 0
+    rows = [line.split() for line in ctm.read_text().splitlines()]
+    assert rows and all(float(r[3]) >= 0.02 - 1e-9 for r in rows)
+    assert all(abs(float(r[2]) / 0.02 - round(float(r[2]) / 0.02)) < 1e-6 for r in rows)
+    durs = dict(line.split() for line in (data / "test" / "utt2dur").read_text().splitlines())
+    assert all(float(r[2]) + float(r[3]) <= float(durs[r[0]]) + 0.03 for r in rows)
+
+
 @pytest.mark.parametrize("args,message", [
     (["features", "/nonexistent/data", "/tmp/x"], "No such file"),
     (["decode", "/nonexistent/model.npz", "a.wav"], "no model file"),
