@@ -705,7 +705,10 @@ def _parser():
 
 
 def main(argv=None):
-    """Command-line entry: ``python -m data_prep.synth --out DIR ...``."""
+    """Command-line entry: ``python -m data_prep.synth --out DIR ...``.
+
+    Bad arguments raise ValueError (``ctcseq prepare`` and ``python -m``
+    turn it into one line on stderr and exit status 2)."""
     args = _parser().parse_args(argv)
     if args.list_voices:
         from .espeak import list_variants
@@ -715,10 +718,10 @@ def main(argv=None):
         print("all variants:", " ".join(list_variants()))
         return 0
     if not args.out:
-        raise SystemExit("--out is required")
+        raise ValueError("--out is required")
     unknown = [a for a in args.accents.split(",") if a not in ACCENTS]
     if unknown:
-        raise SystemExit(f"--accents: unknown {unknown}; choose from {list(ACCENTS)}")
+        raise ValueError(f"--accents: unknown {unknown}; choose from {list(ACCENTS)}")
     accents = {a: ACCENTS[a] for a in args.accents.split(",")}
     split = {name: tuple(getattr(args, f"{name}_variants").split(","))
              if getattr(args, f"{name}_variants") else DEFAULT_SPLIT[name] for name in SPLITS}
@@ -726,10 +729,7 @@ def main(argv=None):
     if args.exclude_words:
         with open(args.exclude_words, encoding="utf-8") as f:
             exclude = {w.strip().lower() for w in f if w.strip()}
-    try:
-        _build_from_args(args, accents, split, exclude)
-    except ValueError as err:        # bad arguments: a message, not a traceback
-        raise SystemExit(f"error: {err}") from None
+    _build_from_args(args, accents, split, exclude)
     return 0
 
 
@@ -744,5 +744,6 @@ def _build_from_args(args, accents, split, exclude):
 
 if __name__ == "__main__":
     # Re-import so worker processes pickle data_prep.synth.render, not __main__.render.
+    from data_prep.folder import run_cli
     from data_prep.synth import main as _main
-    sys.exit(_main())
+    sys.exit(run_cli(_main))

@@ -285,11 +285,11 @@ def test_command_line_and_overwrite(tmp_path, capsys):
     assert "train:" in capsys.readouterr().out
     for split in ("train", "dev", "test"):
         datadir.validate_data_dir(out / split, phones=phones.PHONES, check_audio=True)
-    with pytest.raises(SystemExit, match="not empty"):
+    with pytest.raises(ValueError, match="not empty"):
         main(args)
     assert main(args + ["--overwrite"]) == 0
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="did not write"):
+    with pytest.raises(ValueError, match="did not write"):
         main(args + ["--overwrite"])
 
 
