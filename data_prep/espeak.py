@@ -38,7 +38,7 @@ import numpy as np
 
 __all__ = [
     "EspeakError", "PhonemeEvent", "Synthesis", "Engine", "get_engine",
-    "list_languages", "list_variants", "data_path",
+    "list_languages", "list_variants", "data_path", "data_with_variants", "use_data_path",
 ]
 
 # espeak_AUDIO_OUTPUT: deliver audio to the callback, return when done.
@@ -136,14 +136,20 @@ class Synthesis:
     events: list = field(default_factory=list)
 
 
+_DATA_OVERRIDE = None
+
+
 def data_path():
-    """Path of the ``espeak-ng-data`` directory shipped by ``espeakng-loader``.
+    """Path of the ``espeak-ng-data`` directory in use: the one shipped by
+    ``espeakng-loader``, or the one set by :func:`use_data_path`.
 
     Raises
     ------
     EspeakError
         If ``espeakng_loader`` is not installed or its data is missing.
     """
+    if _DATA_OVERRIDE is not None:
+        return _DATA_OVERRIDE
     try:
         import espeakng_loader
     except ImportError as err:
@@ -153,6 +159,71 @@ def data_path():
     if not os.path.isdir(path):
         raise EspeakError(f"eSpeak NG data directory missing: {path}")
     return path
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.symlink(src, dst, target_is_directory=os.path.isdir(src))
+    except (OSError, NotImplementedError):     # no symlinks (e.g. Windows without rights)
+        (shutil.copytree if os.path.isdir(src) else shutil.copyfile)(src, dst)
+
+
+def data_with_variants(variants, work_dir):
+    """A data directory that is the shipped one plus extra voice variants.
+
+    eSpeak looks variants up by name in ``<data>/voices/!v`` only (a path in
+    the name is not followed), so new ones need a data directory of their
+    own.  This builds it under ``work_dir``: links to every shipped entry,
+    with ``voices/!v`` a real directory holding links to the shipped
+    variants and the new files.
+
+    Parameters
+    ----------
+    variants : dict of str to str
+        Variant name -> contents of its file (eSpeak's voice-file syntax:
+        ``pitch``, ``formant``, ``voicing`` ... lines).
+    work_dir : str
+        Empty or new directory; receives ``espeak-ng-data/``.
+
+    Returns
+    -------
+    str
+        The new data directory, for :func:`use_data_path`.
+    """
+    src = data_path()
+    dst = os.path.join(work_dir, "espeak-ng-data")
+    os.makedirs(os.path.join(dst, "voices", "!v"))
+    shipped = os.listdir(os.path.join(src, "voices", "!v"))
+    clash = sorted(set(variants) & set(shipped))
+    if clash:
+        raise ValueError(f"variants: names already used by eSpeak's own variants: {clash}")
+    for name in os.listdir(src):
+        if name != "voices":
+            _link_or_copy(os.path.join(src, name), os.path.join(dst, name))
+    for name in os.listdir(os.path.join(src, "voices")):
+        if name != "!v":
+            _link_or_copy(os.path.join(src, "voices", name), os.path.join(dst, "voices", name))
+    for name in shipped:
+        _link_or_copy(os.path.join(src, "voices", "!v", name),
+                      os.path.join(dst, "voices", "!v", name))
+    for name, text in variants.items():
+        if not name or len(name) > 20 or not name.replace("_", "").isalnum():
+            raise ValueError(f"variants: names must be 1-20 letters, digits or _, got {name!r}")
+        with open(os.path.join(dst, "voices", "!v", name), "w", encoding="utf-8") as f:
+            f.write(text)
+    return dst
+
+
+def use_data_path(path):
+    """Use the data directory ``path`` in this process from now on (None: the
+    shipped one); an engine already running is re-initialised with it."""
+    global _DATA_OVERRIDE
+    if path is not None and not os.path.isdir(os.path.join(path, "voices")):
+        raise EspeakError(f"not an eSpeak NG data directory: {path}")
+    _DATA_OVERRIDE = path
+    _variants.cache_clear()
+    if _ENGINE is not None and _ENGINE_PID == os.getpid():
+        _ENGINE.reset()
 
 
 def _private_copy(path):

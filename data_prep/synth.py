@@ -24,6 +24,13 @@ comb filter).  Named eSpeak variants differ mostly in exactly these ways
 (formant scales, pitch, echo), so this multiplies the timbres training
 hears without touching the voice-disjoint split.
 
+Training also hears *random voices* (``random_variants``, 48 by default):
+eSpeak variant files drawn at random -- pitch, a formant scale with
+per-formant jitter, formant heights and widths, voicing and consonant
+levels, flutter, roughness, spectral tone and breath, within the span of
+eSpeak's own variants -- written to ``voices/`` in the corpus and loaded
+through a private eSpeak data directory (:func:`data_prep.espeak.data_with_variants`).
+
 Audio is 16-bit PCM WAV at 16 kHz by default (resampled from eSpeak's 22050
 Hz with a polyphase filter, the usual rate for speech front ends);
 ``--sample-rate 22050`` keeps the native rate.
@@ -49,6 +56,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -108,6 +116,8 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 # to ~1.45 over the default voice), share with an echo, its delay and gain.
 WARP_SHARE, WARP_RANGE = 0.8, (0.8, 1.3)
 ECHO_SHARE, ECHO_MS, ECHO_GAIN = 0.5, (20, 150), (0.1, 0.6)
+# Random training voices: how many, and their name prefix.
+RANDOM_VARIANTS, RANDOM_PREFIX = 48, "rnd"
 # Warped audio is read at native * warp rounded to this many Hz, so the
 # resampling ratio to the output rate stays a small fraction.
 _WARP_STEP_HZ = 50
@@ -253,7 +263,7 @@ def _speaker_id(accent, variant):
 def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
                 fractions=DEFAULT_FRACTIONS, words_per_sentence=(4, 12),
                 rate=(130, 220), pitch=(25, 75), pitch_range=(20, 80), flatten=0.5,
-                augment=True):
+                augment=True, random_variants=0):
     """Draw every utterance of the corpus (no audio yet).
 
     Parameters
@@ -279,6 +289,10 @@ def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
     augment : bool
         Warp and echo training utterances (see the module docstring);
         dev and test are never augmented.
+    random_variants : int
+        Random voices added to the training variants (names
+        :func:`random_variant_names`); their files must be made available
+        to eSpeak when rendering (:func:`build_corpus` does).
 
     Returns
     -------
@@ -316,7 +330,10 @@ def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
             raise ValueError(f"split: no variants for {name!r}")
         # One generator per split: changing one split's size leaves the others.
         rng = np.random.default_rng([seed, k])
-        voices = [(a, v) for v in split[name] for a in accents]
+        variants = list(split[name])
+        if name == "train":
+            variants += random_variant_names(random_variants)
+        voices = [(a, v) for v in variants for a in accents]
         per_spk = Counter()
         est = 0.0
         while est < target:
@@ -341,6 +358,46 @@ def plan_corpus(vocab, hours, seed, accents=ACCENTS, split=DEFAULT_SPLIT,
                 plan.append(utt)
                 est += (len(text) + 1) * _SEC_PER_CHAR_AT_175 * 175.0 / r
     return sorted(plan, key=lambda u: (SPLITS.index(u.split), u.utt.encode()))
+
+
+def random_variant_names(n):
+    return [f"{RANDOM_PREFIX}{i:03d}" for i in range(n)]
+
+
+def random_variant(rng, name):
+    """The text of an eSpeak variant file for a random voice.
+
+    Ranges follow what eSpeak's own variants use: base pitch 60-110 Hz
+    (male) or 140-220 Hz (female), a pitch range of 1.2-1.7 times the base;
+    formants 0-5 scaled together (0.85-1.15 male, 1.0-1.35 female) with
+    +-10% jitter each, heights and widths 60-150%; voicing 35-150%,
+    consonant levels, flutter, roughness, and now and then a spectral tone
+    (equaliser) or breath (aspiration noise on the formants).
+    """
+    female = rng.random() < 0.5
+    low = rng.uniform(140, 220) if female else rng.uniform(60, 110)
+    scale = rng.uniform(1.0, 1.35) if female else rng.uniform(0.85, 1.15)
+    lines = ["language variant", f"name {name}", f"gender {'female' if female else 'male'}",
+             f"pitch {low:.0f} {low * rng.uniform(1.2, 1.7):.0f}"]
+    for k in range(9):
+        freq = 100 * scale * rng.uniform(0.9, 1.1) if k <= 5 else rng.uniform(90, 110)
+        lines.append(f"formant {k} {freq:.0f} {rng.uniform(60, 150):.0f} "
+                     f"{rng.uniform(60, 150):.0f}")
+    lines += [f"voicing {rng.uniform(35, 150):.0f}",
+              f"consonants {rng.uniform(50, 120):.0f} {rng.uniform(40, 140):.0f}",
+              f"flutter {rng.integers(0, 21)}", f"roughness {rng.integers(0, 6)}"]
+    if rng.random() < 0.5:
+        lines.append("tone " + " ".join(f"{f} {rng.integers(60, 256)}"
+                                        for f in (600, 1200, 2000, 3000)))
+    if rng.random() < 0.25:
+        lines.append("breath 0 " + " ".join(str(rng.integers(0, 9)) for _ in range(7)))
+    return "\n".join(lines) + "\n"
+
+
+def random_variants_of(seed, n):
+    """{name: file text} of the ``n`` random voices of corpus seed ``seed``."""
+    return {name: random_variant(np.random.default_rng([seed, 1000 + i]), name)
+            for i, name in enumerate(random_variant_names(n))}
 
 
 def _augmented(u, rng):
@@ -496,7 +553,7 @@ def _write_split(out_dir, name, utts, results):
     return ok
 
 
-CORPUS_ENTRIES = ("wav", "train", "dev", "test", "phones.txt", "chars.txt",
+CORPUS_ENTRIES = ("wav", "train", "dev", "test", "voices", "phones.txt", "chars.txt",
                   "config.json", "summary.json")
 
 
@@ -524,7 +581,8 @@ def _batches(items, size):
 
 def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_words=10000,
                  accents=ACCENTS, split=DEFAULT_SPLIT, fractions=DEFAULT_FRACTIONS,
-                 exclude_words=(), overwrite=False, batch_size=32, log=print, **plan_kw):
+                 exclude_words=(), overwrite=False, batch_size=32, log=print,
+                 random_variants=RANDOM_VARIANTS, **plan_kw):
     """Build the whole corpus into ``out_dir``.
 
     Parameters
@@ -554,6 +612,9 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
         minute), so there is no partial resume.
     batch_size : int
         Utterances per worker task.
+    random_variants : int
+        Random training voices (see :func:`random_variant`); their files
+        are written to ``out_dir/voices/``.
     log : callable
         Receives progress and summary lines.
     **plan_kw
@@ -574,16 +635,32 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
     unknown = sorted(v for vs in split.values() for v in vs if v not in known)
     if unknown:
         raise ValueError(f"split: variants unknown to eSpeak NG: {unknown}")
+    if not isinstance(random_variants, (int, np.integer)) or random_variants < 0:
+        raise ValueError(f"random_variants must be an integer >= 0, got {random_variants!r}")
     _prepare_out_dir(out_dir, overwrite)
     t0 = time.perf_counter()
     voices = sorted(set(accents.values()))
+    extra = random_variants_of(seed, random_variants)
+    if extra:
+        os.makedirs(os.path.join(out_dir, "voices"))
+        for name, text in extra.items():
+            with open(os.path.join(out_dir, "voices", name), "w", encoding="utf-8",
+                      newline="\n") as f:
+                f.write(text)
+    work = tempfile.mkdtemp(prefix="ctcseq-espeak-")
+    from . import espeak
+    espeak_data = espeak.data_with_variants(extra, work) if extra else None
     # spawn, not fork: each worker must own a freshly initialised eSpeak.
-    pool = (ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
+    pool = (ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
+                                initializer=espeak.use_data_path, initargs=(espeak_data,))
             if jobs > 1 else None)
+    if pool is None and espeak_data:
+        espeak.use_data_path(espeak_data)
     try:
         vocab, dropped = build_vocabulary(n_words, voices, pool, exclude_words)
         t_vocab = time.perf_counter() - t0
-        plan = plan_corpus(vocab, hours, seed, accents, split, fractions, **plan_kw)
+        plan = plan_corpus(vocab, hours, seed, accents, split, fractions,
+                           random_variants=random_variants, **plan_kw)
         batches = _batches(plan, batch_size)
         mapper = pool.map if pool is not None else map
         results = [r for rs in mapper(render, batches, [out_dir] * len(batches),
@@ -591,6 +668,9 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
     finally:
         if pool is not None:
             pool.shutdown()
+        elif espeak_data:
+            espeak.use_data_path(None)
+        shutil.rmtree(work, ignore_errors=True)
     t_synth = time.perf_counter() - t0 - t_vocab
 
     phones_mod.write_phone_list(os.path.join(out_dir, "phones.txt"))
@@ -624,6 +704,7 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
         json.dump(summary, f, indent=1, sort_keys=False)
         f.write("\n")
     cfg = {"hours": hours, "seed": seed, "sample_rate": sample_rate, "n_words": n_words,
+           "random_variants": random_variants,
            "exclude_words": sorted(exclude_words),
            "accents": accents, "split": {k: list(v) for k, v in split.items()},
            "fractions": list(fractions), **{k: list(v) if isinstance(v, tuple) else v
@@ -696,6 +777,8 @@ def _parser():
                         help=f"comma-separated eSpeak variants for {name} (default: built-in list)")
     ap.add_argument("--exclude-words", default=None,
                     help="file of words (one a line) never to use")
+    ap.add_argument("--random-variants", type=int, default=RANDOM_VARIANTS,
+                    help=f"random eSpeak voices added to training (default {RANDOM_VARIANTS})")
     ap.add_argument("--no-augment", action="store_true",
                     help="no warp or echo on training utterances (see the module docstring)")
     ap.add_argument("--overwrite", action="store_true",
@@ -739,7 +822,7 @@ def _build_from_args(args, accents, split, exclude):
                  sample_rate=args.sample_rate, n_words=args.words, accents=accents,
                  split=split, fractions=args.fractions, rate=args.rate, pitch=args.pitch,
                  pitch_range=args.pitch_range, words_per_sentence=args.sentence_words,
-                 augment=not args.no_augment)
+                 augment=not args.no_augment, random_variants=args.random_variants)
 
 
 if __name__ == "__main__":

@@ -347,3 +347,61 @@ def test_echo_is_a_feedback_comb():
     expected = np.zeros(100)
     expected[::10] = 0.5 * 0.5 ** np.arange(10)
     np.testing.assert_allclose(y, expected, atol=1e-7)
+
+
+def test_random_voices_in_training_only(corpora):
+    from data_prep.synth import RANDOM_VARIANTS, random_variants_of
+    a, _, _ = corpora
+    files = sorted(os.listdir(a / "voices"))
+    assert len(files) == RANDOM_VARIANTS
+    expected = random_variants_of(TINY["seed"], RANDOM_VARIANTS)
+    assert {f: (a / "voices" / f).read_text() for f in files} == expected
+    for split in ("dev", "test"):
+        assert not any("+rnd" in v for v in datadir.read_table(a / split / "utt2synth").values())
+    # (the tiny corpus has too few utterances to be sure to hold one; the plan shows the share)
+    from data_prep.synth import DEFAULT_SPLIT, plan_corpus
+    plan = plan_corpus([("one", 1.0), ("two", 0.5)], 1.0, seed=1,
+                       random_variants=RANDOM_VARIANTS)
+    train = [u.voice.split("+")[1] for u in plan if u.split == "train"]
+    share = sum(v.startswith("rnd") for v in train) / len(train)
+    n_named = len(DEFAULT_SPLIT["train"])
+    assert share == pytest.approx(RANDOM_VARIANTS / (RANDOM_VARIANTS + n_named), abs=0.05)
+    assert not any(u.voice.split("+")[1].startswith("rnd") for u in plan if u.split != "train")
+
+
+def test_random_variant_text():
+    from data_prep.synth import random_variant
+    text = random_variant(np.random.default_rng(5), "rnd005")
+    fields = {}
+    for line in text.splitlines():
+        key, *vals = line.split()
+        fields.setdefault(key, []).append(vals)
+    assert fields["name"] == [["rnd005"]] and len(fields["formant"]) == 9
+    lo, hi = map(int, fields["pitch"][0])
+    assert 60 <= lo < hi <= 1.7 * lo + 1
+    assert random_variant(np.random.default_rng(5), "rnd005") == text
+
+
+def test_extra_variants_are_spoken(engine, tmp_path):
+    """A variant file outside eSpeak's data is used through a private data
+    directory: its pitch is what the file says."""
+    librosa = pytest.importorskip("librosa")
+    from data_prep import espeak
+    shipped = espeak.list_variants()
+    high = "language variant\nname high\npitch 260 300\n"
+    low = "language variant\nname low\npitch 70 80\n"
+    path = espeak.data_with_variants({"xhigh": high, "xlow": low}, str(tmp_path))
+    with pytest.raises(ValueError, match="already used"):
+        espeak.data_with_variants({"m3": high}, str(tmp_path / "again"))
+    espeak.use_data_path(path)
+    try:
+        assert set(espeak.list_variants()) == set(shipped) | {"xhigh", "xlow"}
+        f0 = {}
+        for v in ("xhigh", "xlow"):
+            syn = engine.synthesize("this is a test of the voice", f"en-us+{v}", pitch=50)
+            f, _, _ = librosa.pyin(syn.audio, fmin=50, fmax=500, sr=syn.sample_rate)
+            f0[v] = np.nanmedian(f)
+    finally:
+        espeak.use_data_path(None)
+    assert espeak.list_variants() == shipped
+    assert f0["xhigh"] > 200 > 100 > f0["xlow"]
