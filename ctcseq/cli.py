@@ -89,7 +89,8 @@ def cmd_train(args, rest):
         dev_norm.adapt((e.feats, dev_spk.get(e.utt)) for e in dev)
         for e in dev:
             e.feats = dev_norm(e.feats, dev_spk.get(e.utt))
-    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
+                      momentum=args.momentum,
                       batch_frames=args.batch_frames, max_epochs=args.epochs,
                       patience=args.patience, clip=args.clip, weight_noise=args.weight_noise,
                       checkpoint_every=args.checkpoint_every, seed=args.seed)
@@ -428,6 +429,8 @@ def build_parser():
     pt.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
                     help="adam, or sgd with momentum (Graves) (adam)")
     pt.add_argument("--lr", type=float, default=1e-3, help="learning rate (1e-3)")
+    pt.add_argument("--lr-decay", type=float, default=1.0,
+                    help="multiply the learning rate by this after every epoch (1: constant)")
     pt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
     pt.add_argument("--batch-frames", type=int, default=8000,
                     help="padded frames per batch; batches are bucketed by length (8000)")

@@ -51,6 +51,8 @@ class TrainConfig:
 
     optimizer : "adam" or "sgd" (SGD with momentum, Graves's choice)
     lr, momentum : learning rate; momentum for SGD
+    lr_decay : the learning rate of epoch e (from 0) is ``lr * lr_decay**e``
+        (1: constant); a decaying rate lets the last epochs settle
     batch_frames : a batch holds at most this many (padded) frames
     max_epochs, patience : stop after max_epochs, or after ``patience``
         epochs without a better dev error
@@ -64,6 +66,7 @@ class TrainConfig:
 
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_decay: float = 1.0
     momentum: float = 0.9
     batch_frames: int = 8000
     max_epochs: int = 20
@@ -82,6 +85,8 @@ class TrainConfig:
         for name in ("lr", "clip", "weight_noise", "patience", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
 def make_batches(lengths, batch_frames, rng):
@@ -230,7 +235,9 @@ class Trainer:
         if meta["model_config"]["model"] != mine:
             raise ValueError(f"{self.ckpt_path} was written for a different model "
                              f"({meta['model_config']['model']}, not {mine})")
-        if meta["train_config"] != dataclasses.asdict(self.cfg):
+        # settings added since the checkpoint was written take their defaults
+        saved = {**dataclasses.asdict(TrainConfig()), **meta["train_config"]}
+        if saved != dataclasses.asdict(self.cfg):
             raise ValueError(f"{self.ckpt_path} was written with other training settings "
                              f"({meta['train_config']}); resume with the same settings")
         for k, p in self.model.params.items():
@@ -251,6 +258,7 @@ class Trainer:
         lengths = [e.feats.shape[0] for e in self.train]
         while not st["done"] and st["epoch"] < cfg.max_epochs:
             epoch = st["epoch"]
+            self.opt.lr = cfg.lr * cfg.lr_decay ** epoch
             batches = make_batches(lengths, cfg.batch_frames,
                                    np.random.default_rng([cfg.seed, epoch]))
             bar = Progress(len(batches), f"epoch {epoch + 1}", "batch", enabled=self.progress)

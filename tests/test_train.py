@@ -85,6 +85,19 @@ def test_resume_refuses_other_settings(tmp_path):
         train_fixture.build(str(tmp_path), max_epochs=1).resume()
 
 
+def test_learning_rate_decays_per_epoch(tmp_path, monkeypatch):
+    import ctcseq.train as tr
+    t = train_fixture.build(str(tmp_path), max_epochs=3)
+    seen = []
+    monkeypatch.setattr(tr, "evaluate", lambda *a, **k: seen.append(t.opt.lr) or (1.0, 0.5))
+    t.run(log=lambda *_: None)
+    assert seen == pytest.approx([0.03, 0.03 * 0.7, 0.03 * 0.49], rel=1e-12)
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay=0.0)
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay=1.5)
+
+
 def test_early_stopping_waits_while_dev_loss_falls_at_equal_error(tmp_path, monkeypatch):
     # A young model outputs only blanks: 100% error for several epochs while
     # the dev loss falls.  That must not count against patience.
