@@ -29,9 +29,6 @@ says otherwise; an utterance id that does not start with its speaker id gets
 it as a prefix (``<spk>-<name>``), as Kaldi requires.  ``wav.scp`` holds
 absolute paths, since the audio is not copied.
 
-This module also holds the small helpers the corpus builders
-(:mod:`data_prep.timit`, :mod:`data_prep.librispeech`) share.
-
 Example
 -------
 ::
@@ -42,141 +39,19 @@ Example
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 from ctcseq import datadir
 
+from .common import (AUDIO_EXTENSIONS, _SHOW, audio_info, char_tokens, chars_inventory,
+                     examples, prepare_out_dir, report, run_cli, sanitize_id, write_json)
 from .phones import write_phone_list
 
-__all__ = ["AUDIO_EXTENSIONS", "UNITS", "sanitize_id", "char_tokens", "chars_inventory",
-           "audio_info", "prepare_out_dir", "write_json", "examples", "report", "run_cli",
-           "find_audio", "read_transcripts",
-           "build_folder", "main"]
+__all__ = ["UNITS", "find_audio", "read_transcripts", "build_folder", "main"]
 
-# Extensions of the formats libsndfile reads (lower case, without the dot).
-AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "mp3", "sph", "nist", "aiff", "aif",
-                    "au", "snd", "w64", "caf")
 UNITS = ("words", "chars", "phones")
-_SHOW = 5   # names shown when reporting unmatched files
-
-
-# --------------------------------------------------------------------------
-# helpers shared by the corpus builders
-# --------------------------------------------------------------------------
-
-def sanitize_id(name):
-    """An utterance/speaker id from a name: whitespace -> ``_``, ``/`` -> ``-``."""
-    out = re.sub(r"\s+", "_", name.strip()).replace("/", "-").replace("\\", "-")
-    if not out:
-        raise ValueError(f"cannot make an id of the empty name {name!r}")
-    return out
-
-
-def char_tokens(text, lower=True):
-    """Character tokens of a word string, ``<space>`` between words.
-
-    >>> char_tokens("Hi  there")
-    ['h', 'i', '<space>', 't', 'h', 'e', 'r', 'e']
-    """
-    words = (text.lower() if lower else text).split()
-    out = []
-    for i, word in enumerate(words):
-        if i:
-            out.append(datadir.SPACE)
-        out.extend(word)
-    return out
-
-
-def chars_inventory(token_lists):
-    """Sorted characters seen, then ``<space>`` (the layout of synth's chars.txt)."""
-    seen = {t for toks in token_lists for t in toks if t != datadir.SPACE}
-    return sorted(seen) + [datadir.SPACE]
-
-
-def audio_info(paths, jobs=4):
-    """Duration and sample rate of audio files, read from their headers.
-
-    Parameters
-    ----------
-    paths : iterable of str
-    jobs : int
-        Threads (the work is file-system latency, not CPU).
-
-    Returns
-    -------
-    dict of str -> (float, int) or str
-        ``(seconds, sample_rate)``, or the error message of an unreadable file.
-    """
-    import soundfile as sf
-
-    def one(path):
-        try:
-            info = sf.info(path)
-        except Exception as e:  # soundfile raises several types; all mean "cannot read"
-            return path, f"cannot read audio ({e})"
-        if info.frames <= 0:
-            return path, "empty audio (0 samples)"
-        return path, (info.frames / info.samplerate, info.samplerate)
-
-    paths = list(paths)
-    if jobs <= 1 or len(paths) < 2:
-        return dict(map(one, paths))
-    with ThreadPoolExecutor(jobs) as pool:
-        return dict(pool.map(one, paths))
-
-
-def prepare_out_dir(out_dir, overwrite, entries):
-    """Create ``out_dir``, refusing to clobber anything unexpected.
-
-    A non-empty ``out_dir`` is refused unless ``overwrite``; then only the
-    names in ``entries`` (what the builder writes) are removed, and any other
-    file is refused too.
-    """
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"--out {out_dir!r} exists and is not a directory")
-    present = os.listdir(out_dir) if os.path.isdir(out_dir) else []
-    if present and not overwrite:
-        raise ValueError(f"--out {out_dir!r} is not empty; pass --overwrite to replace "
-                         "what a previous run wrote there")
-    foreign = sorted(set(present) - set(entries))
-    if foreign:
-        raise ValueError(f"--out {out_dir!r} holds files this builder did not write: "
-                         f"{foreign[:_SHOW]}; refusing to overwrite")
-    for name in present:
-        path = os.path.join(out_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(out_dir, exist_ok=True)
-
-
-def write_json(path, obj):
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-
-
-def examples(names, n=_SHOW):
-    """``'a, b, c ...'``: the first few of a sorted collection, for messages."""
-    names = sorted(names)
-    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
-
-
-def report(line):
-    """Print a report line: warnings (``warning: ...``) to stderr, the rest to stdout."""
-    print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
-
-
-def run_cli(main, argv=None):
-    """Run a builder's ``main``; a ValueError becomes one line on stderr, status 2."""
-    try:
-        return main(argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
 
 
 # --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import sys
 
 from ctcseq import datadir
 
-from .folder import (audio_info, char_tokens, chars_inventory, examples, prepare_out_dir,
+from .common import (audio_info, char_tokens, chars_inventory, examples, prepare_out_dir,
                      report, run_cli, write_json)
 from .phones import write_phone_list
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import multiprocessing as mp
 import os
 import re
@@ -67,6 +66,7 @@ import numpy as np
 from ctcseq import datadir
 
 from . import phones as phones_mod
+from .common import char_tokens, prepare_out_dir, write_json
 from .espeak import PITCH_RANGE, RATE_RANGE
 
 __all__ = ["ACCENTS", "DEFAULT_SPLIT", "Utterance", "build_vocabulary", "plan_corpus",
@@ -526,10 +526,6 @@ def render(batch, out_dir, sample_rate):
 # corpus
 # --------------------------------------------------------------------------
 
-def _chars(text):
-    return " ".join(datadir.SPACE if c == " " else c for c in text)
-
-
 def _write_split(out_dir, name, utts, results):
     d = os.path.join(out_dir, name)
     ok = [(u, r) for u, r in zip(utts, results) if "error" not in r]
@@ -540,7 +536,7 @@ def _write_split(out_dir, name, utts, results):
         utt2spk={u.utt: u.spk for u, _ in ok},
         extra={
             "text.phn": {u.utt: r["phones"] for u, r in ok},
-            "text.chr": {u.utt: _chars(u.text) for u, _ in ok},
+            "text.chr": {u.utt: " ".join(char_tokens(u.text)) for u, _ in ok},
             "text.ipa": {u.utt: r["ipa"] for u, r in ok},
             "utt2dur": {u.utt: f"{r['dur']:.3f}" for u, r in ok},
             "utt2synth": {u.utt: f"voice={u.voice} rate={u.rate} pitch={u.pitch} "
@@ -555,24 +551,6 @@ def _write_split(out_dir, name, utts, results):
 
 CORPUS_ENTRIES = ("wav", "train", "dev", "test", "voices", "phones.txt", "chars.txt",
                   "config.json", "summary.json")
-
-
-def _prepare_out_dir(out_dir, overwrite):
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"out_dir {out_dir!r} exists and is not a directory")
-    present = os.listdir(out_dir) if os.path.isdir(out_dir) else []
-    if present and not overwrite:
-        raise ValueError(f"out_dir {out_dir!r} is not empty; pass overwrite=True "
-                         "(--overwrite) to replace a corpus there")
-    if present:
-        foreign = sorted(set(present) - set(CORPUS_ENTRIES))
-        if foreign:
-            raise ValueError(f"out_dir {out_dir!r} holds files this builder did not write: "
-                             f"{foreign[:5]}; refusing to overwrite")
-        for name in present:
-            path = os.path.join(out_dir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(out_dir, exist_ok=True)
 
 
 def _batches(items, size):
@@ -637,7 +615,7 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
         raise ValueError(f"split: variants unknown to eSpeak NG: {unknown}")
     if not isinstance(random_variants, (int, np.integer)) or random_variants < 0:
         raise ValueError(f"random_variants must be an integer >= 0, got {random_variants!r}")
-    _prepare_out_dir(out_dir, overwrite)
+    prepare_out_dir(out_dir, overwrite, CORPUS_ENTRIES)
     t0 = time.perf_counter()
     voices = sorted(set(accents.values()))
     extra = random_variants_of(seed, random_variants)
@@ -700,18 +678,14 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
     total = sum(phone_counts.values())
     summary["unmapped_utterances"] = [f"{r['utt']}: {r['error']}" for r in errors]
     summary["phone_share"] = {p: round(phone_counts[p] / max(total, 1), 5) for p in phones_mod.PHONES}
-    with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8", newline="\n") as f:
-        json.dump(summary, f, indent=1, sort_keys=False)
-        f.write("\n")
+    write_json(os.path.join(out_dir, "summary.json"), summary)
     cfg = {"hours": hours, "seed": seed, "sample_rate": sample_rate, "n_words": n_words,
            "random_variants": random_variants,
            "exclude_words": sorted(exclude_words),
            "accents": accents, "split": {k: list(v) for k, v in split.items()},
            "fractions": list(fractions), **{k: list(v) if isinstance(v, tuple) else v
                                             for k, v in plan_kw.items()}}
-    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8", newline="\n") as f:
-        json.dump(cfg, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(out_dir, "config.json"), cfg)
     for line in _summary_lines(summary, phone_counts, jobs, t_vocab, t_synth):
         log(line)
     return summary

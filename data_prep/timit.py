@@ -50,7 +50,7 @@ from importlib import resources
 
 from ctcseq import datadir
 
-from .folder import audio_info, examples, prepare_out_dir, report, run_cli, write_json
+from .common import audio_info, examples, prepare_out_dir, report, run_cli, write_json
 from .phones import write_phone_list
 
 __all__ = ["read_phone_map", "read_speaker_list", "find_timit_root", "scan_split",
