@@ -8,6 +8,11 @@ phones
     The fixed 40-phone inventory and the eSpeak IPA -> phone mapping.
 synth
     The default offline synthetic corpus (``python -m data_prep.synth``).
+timit, librispeech, folder
+    Data directories for TIMIT, LibriSpeech and a folder of audio files
+    with a transcript file (``python -m data_prep.timit`` ...).
+common
+    Helpers the builders share.
 
 Data directories themselves (wav.scp, text, utt2spk, ...) are read, written
 and validated by :mod:`ctcseq.datadir`, which the toolkit shares.  Only
