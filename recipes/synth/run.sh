@@ -2,9 +2,13 @@
 # BiLSTM-CTC phone recognition on the synthetic eSpeak NG corpus (offline).
 #
 # Stages (each resumable; --stage/--stop-stage pick a range):
-#   1 prepare   synthesise data/<name>/{train,dev,test} (Kaldi-style dirs)
+#   1 prepare   synthesise data/<name>/{train,dev,test} (Kaldi-style dirs);
+#               training voices: 42 eSpeak variants + 48 random ones, warped
+#               and echoed (see data_prep/README.md); dev/test: other variants
 #   2 features  40 log-mel + energy, deltas, delta-deltas (123 per frame)
-#   3 train     3 x 250 peephole BiLSTM, Adam; dev PER each epoch
+#   3 train     3 x 250 peephole BiLSTM on pairs of stacked frames (20 ms
+#               steps), per-utterance CMVN, Adam (rate x0.8 per epoch); dev PER
+#               each epoch
 #   4 decode    greedy, and beam search with a phone 3-gram whose weight and
 #               insertion bonus are chosen on dev (small grid)
 #   5 score     PER over all test voices and per voice (never heard in training)
@@ -26,6 +30,8 @@ name=
 beam=16
 lm_alphas="0 0.3 0.6"
 lm_betas="0 1"
+stride=2          # two 10 ms frames per BiLSTM step
+cmvn=utterance    # each utterance normalised with its own statistics
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -45,9 +51,9 @@ done
 
 # Sizes: default ~3 h of audio, small for a quick look (< 3 min), tiny for tests.
 case "$size" in
-  default) : "${hours:=3}"; : "${epochs:=10}"; hidden=250; layers=3; batch_frames=8000; lr=2e-3; patience=3 ;;
-  small)   : "${hours:=0.3}"; : "${epochs:=15}"; hidden=128; layers=2; batch_frames=2000; lr=3e-3; patience=3 ;;
-  tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; lr=3e-3; patience=0 ;;
+  default) : "${hours:=5}"; : "${epochs:=10}"; hidden=250; layers=3; batch_frames=8000; lr=2e-3; lr_decay=0.8; patience=3 ;;
+  small)   : "${hours:=0.3}"; : "${epochs:=15}"; hidden=128; layers=2; batch_frames=2000; lr=3e-3; lr_decay=0.9; patience=3 ;;
+  tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; lr=3e-3; lr_decay=1; patience=0 ;;
 esac
 : "${name:=synth-$size}"
 data=data/$name
@@ -78,7 +84,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   ctcseq train --train-data "$data/train" --train-feats "$exp/feats/train" \
     --dev-data "$data/dev" --dev-feats "$exp/feats/dev" --symbols "$data/phones.txt" \
     --out "$exp/model" --hidden "$hidden" --layers "$layers" --epochs "$epochs" \
-    --patience "$patience" --batch-frames "$batch_frames" --lr "$lr" --lm-order 3 --seed "$seed" $resume
+    --patience "$patience" --batch-frames "$batch_frames" --lr "$lr" --lr-decay "$lr_decay" --stride "$stride" \
+    --cmvn "$cmvn" --lm-order 3 --seed "$seed" $resume
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
