@@ -22,6 +22,7 @@ import zipfile
 
 import numpy as np
 
+from . import _checks
 from .ctc import ctc_loss_grad
 from .decode import greedy_decode
 from .nn import BiLSTM, Linear, _positive_int
@@ -132,9 +133,9 @@ class CTCModel:
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x must have shape (T, N, {self.input_size}), got {x.shape}")
-        lengths = np.asarray(lengths)
-        if lengths.ndim != 1 or lengths.shape[0] != x.shape[1]:
-            raise ValueError(f"lengths must have shape ({x.shape[1]},), got {lengths.shape}")
+        # checked against the input's T: ceil(lengths / stride) could not tell
+        # a length one past T from a valid one
+        lengths = _checks.lengths(lengths, "lengths", x.shape[1], x.shape[0], "T")
         if self.stride == 1:
             return x, lengths
         k = self.stride
@@ -145,7 +146,7 @@ class CTCModel:
         # frames past a sequence's end may hold padding garbage: zero them so
         # the last (partial) step of every sequence sees the same zeros
         t = np.arange(Tk * k)[:, None]
-        xs[t >= np.asarray(lengths)[None, :]] = 0
+        xs[t >= lengths[None, :]] = 0
         xs = xs.reshape(Tk, k, N, D).transpose(0, 2, 1, 3).reshape(Tk, N, k * D)
         return np.ascontiguousarray(xs), self.output_lengths(lengths)
 

@@ -163,6 +163,9 @@ def test_stride_stacks_frames(small_case):
     loss, _ = model.loss_and_grads(x2, lengths, targets, tl)
     assert loss == pytest.approx(float(ctc_loss(ref, targets, out_len, tl)), abs=1e-12)
     assert model.decode(x, lengths) == greedy_decode(ref, out_len)
+    # a length past T is refused even where ceil(length / k) would fit
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 6 is outside \[0, 5\]"):
+        model.log_probs(np.zeros((5, 1, 3)), [6])
 
 
 def test_greedy_decode_and_log_softmax():
