@@ -372,6 +372,15 @@ def cmd_eval(args, rest):
 
 # -- parser --------------------------------------------------------------------
 
+def _add_speaker_options(parser):
+    """--utt2spk / --speaker, read by :func:`_speakers` (decode and align)."""
+    parser.add_argument("--utt2spk", help="with --feats: '<utt> <speaker>' table (e.g. "
+                        "data/test/utt2spk); a model trained with --cmvn speaker then "
+                        "normalises each speaker with statistics of all its utterances")
+    parser.add_argument("--speaker",
+                        help="audio files: all are this one speaker (see --utt2spk)")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="ctcseq", description="BiLSTM-CTC sequence labelling: "
                                 "prepare data, extract features, train, decode, score.")
@@ -479,10 +488,7 @@ def build_parser():
                     "constrains the output to known words")
     pd.add_argument("--word-delimiter", help="word ARPA LM: the token that ends a word "
                     "(default <space> when the model has it)")
-    pd.add_argument("--utt2spk", help="with --feats: '<utt> <speaker>' table (e.g. "
-                    "data/test/utt2spk); a model trained with --cmvn speaker then "
-                    "normalises each speaker with statistics of all its utterances")
-    pd.add_argument("--speaker", help="audio files: all are this one speaker (see --utt2spk)")
+    _add_speaker_options(pd)
     pd.set_defaults(func=cmd_decode)
 
     pa = sub.add_parser("align", help="forced alignment: token (or word) times as CTM",
@@ -502,10 +508,7 @@ def build_parser():
     pa.add_argument("--lexicon", help="lexicon file 'WORD tok tok ...': the transcripts are "
                     "words, spelt with their first pronunciation; writes word times")
     pa.add_argument("--out", help="write the CTM to this file instead of stdout")
-    pa.add_argument("--utt2spk", help="with --feats: '<utt> <speaker>' table (e.g. "
-                    "data/test/utt2spk); a model trained with --cmvn speaker then "
-                    "normalises each speaker with statistics of all its utterances")
-    pa.add_argument("--speaker", help="audio files: all are this one speaker (see --utt2spk)")
+    _add_speaker_options(pa)
     pa.set_defaults(func=cmd_align)
 
     pe = sub.add_parser("eval", help="error rate of hypotheses against references",

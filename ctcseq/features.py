@@ -305,6 +305,10 @@ class Normalizer:
         return f.shape[0], f.sum(0), (f * f).sum(0)
 
     @staticmethod
+    def _add(total, acc):
+        return acc if total is None else tuple(a + b for a, b in zip(total, acc))
+
+    @staticmethod
     def _stats(acc):
         n, s, ss = acc
         mean = s / n
@@ -317,9 +321,7 @@ class Normalizer:
         for feats, spk in items:
             if spk is None or np.shape(feats)[0] == 0:
                 continue
-            acc = cls._acc(feats)
-            old = per.get(spk)
-            per[spk] = acc if old is None else tuple(a + b for a, b in zip(old, acc))
+            per[spk] = cls._add(per.get(spk), cls._acc(feats))
         return {spk: cls._stats(acc) for spk, acc in per.items()}
 
     def fit(self, items):
@@ -327,8 +329,7 @@ class Normalizer:
         items = list(items)
         total = None
         for feats, _ in items:
-            acc = self._acc(feats)
-            total = acc if total is None else tuple(a + b for a, b in zip(total, acc))
+            total = self._add(total, self._acc(feats))
         if total is None or total[0] == 0:
             raise ValueError("items: no feature frames to compute statistics from")
         self.mean, self.std = self._stats(total)
