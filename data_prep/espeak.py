@@ -191,12 +191,15 @@ def data_with_variants(variants, work_dir):
         The new data directory, for :func:`use_data_path`.
     """
     src = data_path()
-    dst = os.path.join(work_dir, "espeak-ng-data")
-    os.makedirs(os.path.join(dst, "voices", "!v"))
     shipped = os.listdir(os.path.join(src, "voices", "!v"))
     clash = sorted(set(variants) & set(shipped))
     if clash:
         raise ValueError(f"variants: names already used by eSpeak's own variants: {clash}")
+    for name in variants:
+        if not name or len(name) > 20 or not name.replace("_", "").isalnum():
+            raise ValueError(f"variants: names must be 1-20 letters, digits or _, got {name!r}")
+    dst = os.path.join(work_dir, "espeak-ng-data")
+    os.makedirs(os.path.join(dst, "voices", "!v"))
     for name in os.listdir(src):
         if name != "voices":
             _link_or_copy(os.path.join(src, name), os.path.join(dst, name))
@@ -207,8 +210,6 @@ def data_with_variants(variants, work_dir):
         _link_or_copy(os.path.join(src, "voices", "!v", name),
                       os.path.join(dst, "voices", "!v", name))
     for name, text in variants.items():
-        if not name or len(name) > 20 or not name.replace("_", "").isalnum():
-            raise ValueError(f"variants: names must be 1-20 letters, digits or _, got {name!r}")
         with open(os.path.join(dst, "voices", "!v", name), "w", encoding="utf-8") as f:
             f.write(text)
     return dst

@@ -49,6 +49,7 @@ Example
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import multiprocessing as mp
 import os
@@ -411,8 +412,7 @@ def _augmented(u, rng):
         echo_gain = round(float(rng.uniform(*ECHO_GAIN)), 3)
     # speak slower by warp so the warped playback keeps the drawn rate
     rate = int(np.clip(round(u.rate / warp), *RATE_RANGE))
-    return Utterance(**{**u.__dict__, "rate": rate, "warp": warp, "echo_ms": echo_ms,
-                        "echo_gain": echo_gain})
+    return dataclasses.replace(u, rate=rate, warp=warp, echo_ms=echo_ms, echo_gain=echo_gain)
 
 
 def _echo(audio, sample_rate, delay_ms, gain):
