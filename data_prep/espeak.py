@@ -168,7 +168,25 @@ def _link_or_copy(src, dst):
         (shutil.copytree if os.path.isdir(src) else shutil.copyfile)(src, dst)
 
 
-def data_with_variants(variants, work_dir):
+# eSpeak NG's voice list holds 348 entries (language files and variants
+# together; measured, N_VOICES_LIST is 350) and silently drops the rest,
+# languages included: a language missing from the list can't be selected.
+MAX_VOICES = 348
+
+
+def _count_files(path):
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+def room_for_variants(keep=None):
+    """How many new variants :func:`data_with_variants` can add while keeping
+    the shipped variants ``keep`` (default: all)."""
+    src = data_path()
+    n_kept = len(os.listdir(os.path.join(src, "voices", "!v"))) if keep is None else len(set(keep))
+    return MAX_VOICES - _count_files(os.path.join(src, "lang")) - n_kept
+
+
+def data_with_variants(variants, work_dir, keep=None):
     """A data directory that is the shipped one plus extra voice variants.
 
     eSpeak looks variants up by name in ``<data>/voices/!v`` only (a path in
@@ -184,6 +202,10 @@ def data_with_variants(variants, work_dir):
         ``pitch``, ``formant``, ``voicing`` ... lines).
     work_dir : str
         Empty or new directory; receives ``espeak-ng-data/``.
+    keep : iterable of str, optional
+        The shipped variants to keep (default: all).  eSpeak lists at most
+        348 voices, languages and variants together; leaving out the
+        shipped variants a corpus does not use makes room for new ones.
 
     Returns
     -------
@@ -198,6 +220,17 @@ def data_with_variants(variants, work_dir):
     for name in variants:
         if not name or len(name) > 20 or not name.replace("_", "").isalnum():
             raise ValueError(f"variants: names must be 1-20 letters, digits or _, got {name!r}")
+    if keep is not None:
+        keep = set(keep)
+        unknown = sorted(keep - set(shipped))
+        if unknown:
+            raise ValueError(f"keep: not variants of eSpeak NG: {unknown}")
+        shipped = [name for name in shipped if name in keep]
+    room = room_for_variants(shipped)
+    if len(variants) > room:
+        raise ValueError(f"variants: eSpeak lists at most {MAX_VOICES} voices: with "
+                         f"{len(shipped)} shipped variants kept, {room} new ones fit, not "
+                         f"{len(variants)}")
     dst = os.path.join(work_dir, "espeak-ng-data")
     os.makedirs(os.path.join(dst, "voices", "!v"))
     for name in os.listdir(src):

@@ -608,13 +608,18 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     jobs = jobs or os.cpu_count() or 1
-    from .espeak import list_variants
-    known = set(list_variants())
+    from . import espeak
+    known = set(espeak.list_variants())
     unknown = sorted(v for vs in split.values() for v in vs if v not in known)
     if unknown:
         raise ValueError(f"split: variants unknown to eSpeak NG: {unknown}")
     if not isinstance(random_variants, (int, np.integer)) or random_variants < 0:
         raise ValueError(f"random_variants must be an integer >= 0, got {random_variants!r}")
+    named = {v for vs in split.values() for v in vs}
+    room = espeak.room_for_variants(named)
+    if random_variants > room:
+        raise ValueError(f"random_variants: eSpeak's voice list holds {room} more variants "
+                         f"besides the {len(named)} named ones, not {random_variants}")
     prepare_out_dir(out_dir, overwrite, CORPUS_ENTRIES)
     t0 = time.perf_counter()
     voices = sorted(set(accents.values()))
@@ -626,8 +631,9 @@ def build_corpus(out_dir, hours=3.0, seed=0, jobs=None, sample_rate=16000, n_wor
                       newline="\n") as f:
                 f.write(text)
     work = tempfile.mkdtemp(prefix="ctcseq-espeak-")
-    from . import espeak
-    espeak_data = espeak.data_with_variants(extra, work) if extra else None
+    # only the named variants in the private directory: eSpeak's voice list is
+    # short (see espeak.MAX_VOICES), and the random voices need the room
+    espeak_data = espeak.data_with_variants(extra, work, keep=named) if extra else None
     # spawn, not fork: each worker must own a freshly initialised eSpeak.
     pool = (ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
                                 initializer=espeak.use_data_path, initargs=(espeak_data,))

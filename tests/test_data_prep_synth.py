@@ -272,6 +272,9 @@ def test_bad_build_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown"):
         build_corpus(str(tmp_path), split={"train": ("nope",), "dev": ("m1",), "test": ("m2",)},
                      **TINY)
+    with pytest.raises(ValueError, match="random_variants: eSpeak's voice list"):
+        build_corpus(str(tmp_path / "many"), **{**TINY, "random_variants": 1000})
+    assert not (tmp_path / "many").exists()  # refused before anything is written
 
 
 def test_command_line_and_overwrite(tmp_path, capsys):
@@ -380,6 +383,31 @@ def test_random_variant_text():
     lo, hi = map(int, fields["pitch"][0])
     assert 60 <= lo < hi <= 1.7 * lo + 1
     assert random_variant(np.random.default_rng(5), "rnd005") == text
+
+
+def test_voice_list_has_room_for_the_random_voices(engine, tmp_path):
+    """eSpeak's voice list is short: past it, languages drop out of it and
+    can no longer be selected.  The private data directory keeps only the
+    named variants, so the random voices fit with every language listed."""
+    from data_prep import espeak
+    from data_prep.synth import DEFAULT_SPLIT, RANDOM_VARIANTS, random_variants_of
+    languages = engine.list_languages()
+    named = {v for vs in DEFAULT_SPLIT.values() for v in vs}
+    room = espeak.room_for_variants(named)
+    assert room >= RANDOM_VARIANTS
+    with pytest.raises(ValueError, match="at most 348 voices"):
+        espeak.data_with_variants(random_variants_of(0, room + 1), str(tmp_path / "a"),
+                                  keep=named)
+    with pytest.raises(ValueError, match="keep"):
+        espeak.data_with_variants({}, str(tmp_path / "b"), keep={"nope"})
+    extra = random_variants_of(0, room)
+    path = espeak.data_with_variants(extra, str(tmp_path / "c"), keep=named)
+    espeak.use_data_path(path)
+    try:
+        assert set(espeak.list_variants()) == named | set(extra)
+        assert engine.list_languages() == languages  # every language still selectable
+    finally:
+        espeak.use_data_path(None)
 
 
 def test_extra_variants_are_spoken(engine, tmp_path):
