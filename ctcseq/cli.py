@@ -72,6 +72,16 @@ def cmd_train(args, rest):
     train_text = read_text(os.path.join(args.train_data, args.text))
     vocab = vocabulary_from_texts([train_text], args.symbols)
     store = FeatureStore(args.train_feats)
+    # settings checked before the (slow) reading of the features
+    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
+                      momentum=args.momentum,
+                      batch_frames=args.batch_frames, max_epochs=args.epochs,
+                      patience=args.patience, clip=args.clip, weight_noise=args.weight_noise,
+                      dropout=args.dropout, freq_masks=args.freq_masks,
+                      freq_width=args.freq_width, time_masks=args.time_masks,
+                      time_width=args.time_width, feature_blocks=1 + store.config.deltas,
+                      ema=args.ema,
+                      checkpoint_every=args.checkpoint_every, seed=args.seed)
     utt2spk = read_table(os.path.join(args.train_data, "utt2spk"))
     # read the training features once: fit the statistics on them, then normalise
     train, skipped = load_examples(args.train_data, args.train_feats, vocab, None, args.text)
@@ -89,11 +99,6 @@ def cmd_train(args, rest):
         dev_norm.adapt((e.feats, dev_spk.get(e.utt)) for e in dev)
         for e in dev:
             e.feats = dev_norm(e.feats, dev_spk.get(e.utt))
-    cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
-                      momentum=args.momentum,
-                      batch_frames=args.batch_frames, max_epochs=args.epochs,
-                      patience=args.patience, clip=args.clip, weight_noise=args.weight_noise,
-                      checkpoint_every=args.checkpoint_every, seed=args.seed)
     model = CTCModel(store.config.dim, args.hidden, args.layers, len(vocab), blank=0,
                      peepholes=not args.no_peepholes, seed=args.seed,
                      init_range=args.init_range, vocabulary=vocab, stride=args.stride,
@@ -449,6 +454,20 @@ def build_parser():
     pt.add_argument("--clip", type=float, default=5.0, help="global gradient-norm clip (5)")
     pt.add_argument("--weight-noise", type=float, default=0.0,
                     help="Gaussian weight noise std, Graves 2013 (0: off)")
+    pt.add_argument("--dropout", type=float, default=0.0,
+                    help="dropout on the outputs of every BiLSTM layer, training only (0: off)")
+    pt.add_argument("--freq-masks", type=int, default=0,
+                    help="SpecAugment: frequency bands masked per utterance (0: off)")
+    pt.add_argument("--freq-width", type=int, default=0,
+                    help="SpecAugment: widest frequency band, in channels (0)")
+    pt.add_argument("--time-masks", type=int, default=0,
+                    help="SpecAugment: time spans masked per utterance (0: off)")
+    pt.add_argument("--time-width", type=int, default=0,
+                    help="SpecAugment: longest time span, in frames; at most 1/20 of the "
+                    "utterance (0)")
+    pt.add_argument("--ema", type=float, default=0.0,
+                    help="evaluate and keep a moving average of the weights with this decay "
+                    "per update, e.g. 0.998 (0: off)")
     pt.add_argument("--checkpoint-every", type=int, default=50,
                     help="also checkpoint every N batches (50; 0: per epoch only)")
     pt.add_argument("--cmvn", choices=["global", "speaker", "utterance"], default="global",

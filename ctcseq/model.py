@@ -25,7 +25,7 @@ import numpy as np
 from . import _checks
 from .ctc import ctc_loss_grad
 from .decode import greedy_decode
-from .nn import BiLSTM, Linear, _positive_int
+from .nn import BiLSTM, Linear, _positive_int, dropout_mask
 
 FORMAT = "ctcseq.CTCModel"
 FORMAT_VERSION = 1
@@ -150,9 +150,13 @@ class CTCModel:
         xs = xs.reshape(Tk, k, N, D).transpose(0, 2, 1, 3).reshape(Tk, N, k * D)
         return np.ascontiguousarray(xs), self.output_lengths(lengths)
 
-    def _logits(self, x, lengths):
+    def _logits(self, x, lengths, dropout=0.0, rng=None):
         xs, out_lengths = self._stack(x, lengths)
-        return self.out.forward(self.lstm.forward(xs, out_lengths)), out_lengths
+        h = self.lstm.forward(xs, out_lengths, dropout, rng)
+        self._out_mask = dropout_mask(h.shape, dropout, rng, self.dtype)
+        if self._out_mask is not None:
+            h = h * self._out_mask
+        return self.out.forward(h), out_lengths
 
     def log_probs(self, x, lengths):
         """Per-step log-posteriors.
@@ -178,7 +182,7 @@ class CTCModel:
 
     # -- training ------------------------------------------------------------
     def loss_and_grads(self, x, lengths, targets, target_lengths, reduction="mean",
-                       zero_infinity=False):
+                       zero_infinity=False, dropout=0.0, rng=None):
         """CTC loss of a padded batch and its gradient for every parameter.
 
         Parameters
@@ -195,6 +199,11 @@ class CTCModel:
             by target length, averaged over the batch).
         zero_infinity : bool
             Give infeasible sequences zero loss and gradient.
+        dropout : float in [0, 1), default 0
+            Inverted dropout on every BiLSTM layer's output (between layers
+            and before the output layer), training only.
+        rng : numpy.random.Generator, optional
+            Draws the dropout masks; required when dropout > 0.
 
         Returns
         -------
@@ -204,14 +213,16 @@ class CTCModel:
         """
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        logits, out_lengths = self._logits(x, lengths)
+        logits, out_lengths = self._logits(x, lengths, dropout, rng)
         lp = log_softmax(logits)
         loss, g_lp = ctc_loss_grad(lp, targets, out_lengths, target_lengths, blank=self.blank,
                                    reduction=reduction, zero_infinity=zero_infinity)
         # back through log-softmax; g_lp is zero past each length, so is g_logits
         g_logits = g_lp - np.exp(lp) * g_lp.sum(axis=-1, keepdims=True)
-        self.lstm.backward(self.out.backward(g_logits.astype(self.dtype, copy=False)),
-                           input_grad=False)
+        g_h = self.out.backward(g_logits.astype(self.dtype, copy=False))
+        if self._out_mask is not None:
+            g_h = g_h * self._out_mask
+        self.lstm.backward(g_h, input_grad=False)
         return float(loss), self.grads
 
     # -- persistence ---------------------------------------------------------

@@ -257,7 +257,7 @@ class BiLSTM:
         return (da2 @ p[f"weight_ih_l{k}{sfx}"]).reshape(T, N, in_k)
 
     # -- forward / backward ------------------------------------------------
-    def forward(self, x, lengths):
+    def forward(self, x, lengths, dropout=0.0, rng=None):
         """Run the stack over a padded batch.
 
         Parameters
@@ -268,6 +268,13 @@ class BiLSTM:
         lengths : array of int, shape (N,)
             Valid frames per sequence, each in [0, T] (a length-0 sequence
             gives all-zero output).  Need not be sorted.
+        dropout : float in [0, 1), default 0
+            Training only: each output of a layer that feeds the next layer
+            is zeroed with this probability and the others are scaled by
+            ``1 / (1 - dropout)`` (inverted dropout); :meth:`backward` uses
+            the same masks.
+        rng : numpy.random.Generator, optional
+            Draws the dropout masks (required when dropout > 0).
 
         The output and the cache for :meth:`backward` reference ``x``
         (copied only when it is not C-contiguous): do not modify it in
@@ -290,6 +297,8 @@ class BiLSTM:
         T, N, _ = x.shape
         lengths = _checks.lengths(lengths, "lengths", N, T, "T")
         H, dt = self.hidden_size, self.dtype
+        masks = [dropout_mask((T, N, 2 * H), dropout, rng, dt)
+                 for _ in range(self.num_layers - 1)]
         caches = []
         inp = x
         for k in range(self.num_layers):
@@ -300,8 +309,8 @@ class BiLSTM:
             _both_directions(self._forward_direction,
                              *[(k, d, inp, lengths, y, c_all[d], gates[d]) for d in range(2)])
             caches.append((inp, y, c_all, gates))
-            inp = y
-        self._cache = (lengths, caches)
+            inp = y if k == self.num_layers - 1 or masks[k] is None else y * masks[k]
+        self._cache = (lengths, caches, masks)
         return inp
 
     def backward(self, dy, input_grad=True):
@@ -330,7 +339,7 @@ class BiLSTM:
         """
         if self._cache is None:
             raise ValueError("backward called before forward")
-        lengths, caches = self._cache
+        lengths, caches, masks = self._cache
         T, N, _ = caches[-1][1].shape
         H, dt = self.hidden_size, self.dtype
         dy = _check_input(dy, "dy", 2 * H, "2 * hidden_size", dt)
@@ -347,7 +356,22 @@ class BiLSTM:
                 return None
             dy = dx[0]
             dy += dx[1]
+            if k > 0 and masks[k - 1] is not None:
+                dy *= masks[k - 1]
         return dy
+
+
+def dropout_mask(shape, p, rng, dtype):
+    """Inverted-dropout multipliers: 0 with probability p, else 1 / (1 - p);
+    None when p is 0 (nothing to do)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    if p == 0:
+        return None
+    if rng is None:
+        raise ValueError("rng: a numpy Generator is needed to draw dropout masks")
+    keep = rng.random(shape, dtype=np.float32) >= p
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
 class Linear:
@@ -389,7 +413,10 @@ class Linear:
         if x.dtype != self.dtype:
             raise ValueError(f"x has dtype {x.dtype} but the layer is {self.dtype}")
         self._x = x
-        return x @ self.params["weight"].T + self.params["bias"]
+        # one BLAS thread: woken right after the BiLSTM's single-threaded
+        # products, OpenBLAS's pool made this small product 100x slower
+        with _single_thread_blas():
+            return x @ self.params["weight"].T + self.params["bias"]
 
     def backward(self, dy):
         """dy (..., out_features) -> dx (..., in_features); overwrites ``.grads``."""
@@ -401,6 +428,7 @@ class Linear:
                              f"got {dy.shape}")
         x2 = self._x.reshape(-1, self.in_features)
         dy2 = dy.reshape(-1, self.out_features)
-        np.matmul(dy2.T, x2, out=self.grads["weight"])
-        dy2.sum(axis=0, out=self.grads["bias"])
-        return dy @ self.params["weight"]
+        with _single_thread_blas():  # see forward
+            np.matmul(dy2.T, x2, out=self.grads["weight"])
+            dy2.sum(axis=0, out=self.grads["bias"])
+            return (dy2 @ self.params["weight"]).reshape(dy.shape[:-1] + (self.in_features,))

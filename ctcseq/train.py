@@ -17,6 +17,7 @@ Files in the output directory::
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -33,7 +34,7 @@ from .model import CTCModel
 from .optim import SGD, Adam, WeightNoise, clip_grad_norm
 from .progress import Progress
 
-__all__ = ["Example", "TrainConfig", "make_batches", "pad_batch", "Trainer"]
+__all__ = ["Example", "TrainConfig", "make_batches", "pad_batch", "mask_batch", "Trainer"]
 
 
 @dataclasses.dataclass
@@ -59,6 +60,19 @@ class TrainConfig:
     clip : global gradient-norm clip (0 disables)
     weight_noise : std of Gaussian weight noise (0 disables; Graves 2013
         used 0.075, after convergence without it)
+    dropout : share of the BiLSTM outputs (between layers and before the
+        output layer) zeroed in training, the rest scaled by 1 / (1 - dropout)
+    freq_masks, freq_width : SpecAugment (Park et al. 2019): per utterance,
+        this many bands of 0..freq_width consecutive channels set to zero
+        (the same channels in the statics and in every delta block)
+    time_masks, time_width : per utterance, this many spans of 0..time_width
+        frames (at most 1/20 of the utterance each) set to zero
+    feature_blocks : the input is this many equal blocks of channels
+        (statics, deltas, delta-deltas: 3) for the frequency masks
+    ema : keep an exponential moving average of the weights, with this
+        decay per update (0 disables; the first updates use the smaller
+        ``(1 + n) / (10 + n)``); dev evaluation and ``best.npz`` then use the
+        averaged weights, which are smoother than the last update's
     checkpoint_every : also checkpoint every this many batches (0: only at
         the end of each epoch)
     seed : batch order and weight noise
@@ -73,6 +87,13 @@ class TrainConfig:
     patience: int = 3
     clip: float = 5.0
     weight_noise: float = 0.0
+    dropout: float = 0.0
+    freq_masks: int = 0
+    freq_width: int = 0
+    time_masks: int = 0
+    time_width: int = 0
+    feature_blocks: int = 1
+    ema: float = 0.0
     checkpoint_every: int = 50
     seed: int = 0
 
@@ -82,11 +103,18 @@ class TrainConfig:
         for name in ("batch_frames", "max_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "clip", "weight_noise", "patience", "checkpoint_every"):
+        for name in ("lr", "clip", "weight_noise", "patience", "checkpoint_every",
+                     "freq_masks", "freq_width", "time_masks", "time_width"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if self.feature_blocks < 1:
+            raise ValueError(f"feature_blocks must be >= 1, got {self.feature_blocks}")
 
 
 def make_batches(lengths, batch_frames, rng):
@@ -124,6 +152,46 @@ def pad_batch(examples, dtype):
         x[: lengths[n], n] = e.feats
         targets[n, : tlens[n]] = e.labels
     return x, lengths, targets, tlens
+
+
+def mask_batch(x, lengths, rng, freq_masks=0, freq_width=0, time_masks=0, time_width=0,
+               blocks=1):
+    """SpecAugment-style masking (Park et al. 2019) of a padded batch, in place.
+
+    Parameters
+    ----------
+    x : ndarray (T, N, D)
+        Normalised features (zero is the mean, so a masked value carries no
+        information); D must be a multiple of ``blocks``.
+    lengths : array of int (N,)
+    rng : numpy.random.Generator
+    freq_masks, freq_width : per sequence, ``freq_masks`` bands of
+        ``U{0..freq_width}`` consecutive channels of each of the ``blocks``
+        blocks of D / blocks channels (the same channels in every block, so
+        a band is hidden in the statics and in their deltas alike)
+    time_masks, time_width : per sequence, ``time_masks`` spans of
+        ``U{0..min(time_width, length // 20)}`` frames
+
+    Returns
+    -------
+    x
+    """
+    T, N, D = x.shape
+    if D % blocks:
+        raise ValueError(f"blocks: {blocks} does not divide the {D} channels")
+    F = D // blocks
+    view = x.reshape(T, N, blocks, F)
+    for n in range(N):
+        L = int(lengths[n])
+        for _ in range(freq_masks):
+            w = int(rng.integers(0, min(freq_width, F) + 1))
+            f0 = int(rng.integers(0, F - w + 1))
+            view[:L, n, :, f0:f0 + w] = 0
+        for _ in range(time_masks):
+            w = int(rng.integers(0, min(time_width, L // 20) + 1))
+            t0 = int(rng.integers(0, L - w + 1))
+            x[t0:t0 + w, n] = 0
+    return x
 
 
 def _make_optimizer(cfg, params):
@@ -193,9 +261,11 @@ class Trainer:
         self.progress = progress
         os.makedirs(out_dir, exist_ok=True)
         self.opt = _make_optimizer(cfg, model.params)
+        # the weight average and its update count (n), checkpointed with the rest
+        self.ema = {k: v.copy() for k, v in model.params.items()} if cfg.ema else None
         self.state = {"epoch": 0, "batch": 0, "best_dev_err": None, "best_dev_loss": None,
                       "best_epoch": None, "bad_epochs": 0, "history": [], "epoch_loss": 0.0,
-                      "epoch_labels": 0, "epoch_seconds": 0.0, "done": False}
+                      "epoch_labels": 0, "epoch_seconds": 0.0, "done": False, "ema_updates": 0}
         self.ckpt_path = os.path.join(out_dir, "checkpoint.npz")
 
     # -- checkpoints -----------------------------------------------------------
@@ -206,6 +276,8 @@ class Trainer:
                 "trainer": self.state, "optimizer": opt_meta}
         arrays = {f"param/{k}": v for k, v in self.model.params.items()}
         arrays.update({f"opt/{k}": v for k, v in opt_arrays.items()})
+        if self.ema is not None:
+            arrays.update({f"ema/{k}": v for k, v in self.ema.items()})
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=self.out_dir)
         try:
@@ -244,8 +316,37 @@ class Trainer:
             p[...] = arrays[f"param/{k}"]
         _load_opt_state(self.opt, meta["optimizer"],
                         {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
-        self.state = meta["trainer"]
+        if self.ema is not None:
+            for k, v in self.ema.items():
+                v[...] = arrays[f"ema/{k}"]
+        self.state = {"ema_updates": 0, **meta["trainer"]}
         return True
+
+    # -- weight average ----------------------------------------------------------
+    def _update_ema(self):
+        n = self.state["ema_updates"]
+        decay = min(self.cfg.ema, (1.0 + n) / (10.0 + n))
+        for k, p in self.model.params.items():
+            a = self.ema[k]
+            a *= decay
+            a += (1.0 - decay) * p
+        self.state["ema_updates"] = n + 1
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """The model holds the averaged weights inside the block (no-op
+        without ``ema``); the trained ones are put back after it."""
+        if self.ema is None:
+            yield
+            return
+        saved = {k: p.copy() for k, p in self.model.params.items()}
+        for k, p in self.model.params.items():
+            p[...] = self.ema[k]
+        try:
+            yield
+        finally:
+            for k, p in self.model.params.items():
+                p[...] = saved[k]
 
     # -- the loop --------------------------------------------------------------
     def _log_epoch(self, record):
@@ -268,16 +369,25 @@ class Trainer:
             for b in range(st["batch"], len(batches)):
                 batch = [self.train[i] for i in batches[b]]
                 x, lens, targets, tlens = pad_batch(batch, model.dtype)
+                # drawn per (seed, epoch, batch): a resumed run replays them exactly
+                rng = np.random.default_rng([cfg.seed, epoch, b, 1])
+                if cfg.freq_masks or cfg.time_masks:
+                    mask_batch(x, lens, rng, cfg.freq_masks, cfg.freq_width, cfg.time_masks,
+                               cfg.time_width, cfg.feature_blocks)
                 if cfg.weight_noise > 0:
                     noise = WeightNoise(cfg.weight_noise, seed=[cfg.seed, epoch, b])
                     with noise.perturbed(model.params):
                         loss, grads = model.loss_and_grads(x, lens, targets, tlens,
-                                                           zero_infinity=True)
+                                                           zero_infinity=True,
+                                                           dropout=cfg.dropout, rng=rng)
                 else:
-                    loss, grads = model.loss_and_grads(x, lens, targets, tlens, zero_infinity=True)
+                    loss, grads = model.loss_and_grads(x, lens, targets, tlens, zero_infinity=True,
+                                                       dropout=cfg.dropout, rng=rng)
                 norm = clip_grad_norm(grads, cfg.clip) if cfg.clip > 0 else 0.0
                 if math.isfinite(loss) and math.isfinite(norm):
                     self.opt.step(grads)
+                    if self.ema is not None:
+                        self._update_ema()
                 st["epoch_loss"] += loss * len(batch)  # "mean" loss is per label, per sequence
                 st["epoch_labels"] += len(batch)
                 st["batch"] = b + 1
@@ -290,7 +400,8 @@ class Trainer:
                         and b + 1 < len(batches):
                     self.save_checkpoint()
             bar.close()
-            dev_loss, dev_err = evaluate(model, self.dev, cfg.batch_frames, model.dtype)
+            with self.averaged_weights():
+                dev_loss, dev_err = evaluate(model, self.dev, cfg.batch_frames, model.dtype)
             record = {"epoch": epoch + 1,
                       "train_loss": st["epoch_loss"] / max(st["epoch_labels"], 1),
                       "dev_loss": dev_loss, "dev_err": dev_err,
@@ -305,7 +416,8 @@ class Trainer:
             if improved:
                 st["best_dev_err"], st["best_epoch"], st["bad_epochs"] = dev_err, epoch + 1, 0
                 st["best_dev_loss"] = dev_loss
-                model.save(os.path.join(self.out_dir, "best.npz"))
+                with self.averaged_weights():
+                    model.save(os.path.join(self.out_dir, "best.npz"))
             else:
                 st["bad_epochs"] += 1
             log(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, dev loss "

@@ -123,6 +123,51 @@ def test_loss_and_grads_match_finite_differences(small_case):
                 (name, i)
 
 
+def test_dropout_grads_match_finite_differences(small_case):
+    """Dropout between the layers and before the output layer: the gradient
+    is that of the loss with the same masks (same generator seed)."""
+    x, lengths, targets, tl = small_case
+    model = CTCModel(3, 3, 2, 5, seed=1, dtype=np.float64, init_range=0.5)
+
+    def loss_with_masks():
+        return model.loss_and_grads(x, lengths, targets, tl, dropout=0.4,
+                                    rng=np.random.default_rng(5))
+
+    loss, grads = loss_with_masks()
+    grads = {k: v.copy() for k, v in grads.items()}
+    plain = model.loss_and_grads(x, lengths, targets, tl)[0]
+    assert loss != pytest.approx(plain)  # the masks do something
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for name, p in model.params.items():
+        flat, g = p.reshape(-1), grads[name].reshape(-1)
+        for i in rng.choice(p.size, min(p.size, 5), replace=False):
+            old = flat[i]
+            flat[i] = old + eps
+            up = loss_with_masks()[0]
+            flat[i] = old - eps
+            down = loss_with_masks()[0]
+            flat[i] = old
+            assert g[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9), \
+                (name, i)
+    # inference never drops
+    np.testing.assert_array_equal(model.log_probs(x, lengths), model.log_probs(x, lengths))
+    with pytest.raises(ValueError, match="rng"):
+        model.loss_and_grads(x, lengths, targets, tl, dropout=0.2)
+    with pytest.raises(ValueError, match="dropout"):
+        model.loss_and_grads(x, lengths, targets, tl, dropout=1.0, rng=rng)
+
+
+def test_dropout_mask_keeps_the_expected_value():
+    from ctcseq.nn import dropout_mask
+    m = dropout_mask((400, 500), 0.25, np.random.default_rng(0), np.dtype(np.float32))
+    assert m.dtype == np.float32
+    assert set(np.unique(m)) == {0.0, np.float32(1 / 0.75)}
+    assert (m == 0).mean() == pytest.approx(0.25, abs=0.005)
+    assert m.mean() == pytest.approx(1.0, abs=0.01)
+    assert dropout_mask((3,), 0.0, None, np.dtype(np.float64)) is None
+
+
 def test_padding_does_not_affect_loss_or_grads(small_case):
     x, lengths, targets, tl = small_case
     model = CTCModel(3, 4, 1, 5, seed=2, dtype=np.float64)

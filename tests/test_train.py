@@ -9,7 +9,7 @@ import pytest
 
 import train_fixture
 from ctcseq.model import CTCModel
-from ctcseq.train import TrainConfig, make_batches
+from ctcseq.train import TrainConfig, make_batches, mask_batch
 
 
 def test_make_batches_cover_everything_within_budget():
@@ -26,11 +26,40 @@ def test_make_batches_cover_everything_within_budget():
     assert sorted(len(b) for b in long) == [1, 1]
 
 
+def test_mask_batch_hides_bands_and_spans_within_each_length():
+    T, N, F = 200, 3, 10
+    x = np.ones((T, N, 3 * F), np.float32)
+    lengths = np.array([200, 120, 40])
+    mask_batch(x, lengths, np.random.default_rng(0), freq_masks=2, freq_width=4,
+               time_masks=2, time_width=30, blocks=3)
+    blocks = x.reshape(T, N, 3, F)
+    for n, L in enumerate(lengths):
+        assert (x[L:, n] == 1).all()  # padding untouched
+        frames = (x[:L, n] == 0).all(axis=1)  # fully masked frames: the time spans
+        assert 0 < frames.sum() <= 2 * (L // 20)
+        rest = blocks[:L, n][~frames]
+        hidden = (rest == 0).all(axis=0)  # (3, F): channels hidden in every frame left
+        assert (rest[:, hidden == 0] == 1).all()  # nothing else is touched
+        assert (hidden == hidden[0]).all()  # the same channels in statics and deltas
+        assert 0 < hidden[0].sum() <= 8
+    again = np.ones_like(x)
+    mask_batch(again, lengths, np.random.default_rng(0), 2, 4, 2, 30, 3)
+    np.testing.assert_array_equal(again, x)
+    with pytest.raises(ValueError, match="blocks"):
+        mask_batch(x, lengths, np.random.default_rng(0), 1, 2, blocks=7)
+
+
 def test_bad_train_config():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="batch_frames"):
         TrainConfig(batch_frames=0)
+    with pytest.raises(ValueError, match="dropout"):
+        TrainConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="freq_width"):
+        TrainConfig(freq_width=-1)
+    with pytest.raises(ValueError, match="feature_blocks"):
+        TrainConfig(feature_blocks=0)
 
 
 def test_learns_and_resume_after_kill_is_exact(tmp_path):
@@ -72,6 +101,36 @@ def _has_matplotlib():
         return True
     except ImportError:
         return False
+
+
+def test_weight_average(tmp_path):
+    t = train_fixture.build(str(tmp_path), max_epochs=1)
+    start = {k: v.copy() for k, v in t.model.params.items()}
+    t.cfg.max_epochs = 1
+    seen = []
+    real_step = t.opt.step
+
+    def step(grads):  # record the weights after each update
+        real_step(grads)
+        seen.append({k: v.copy() for k, v in t.model.params.items()})
+
+    t.opt.step = step
+    t.run(log=lambda *_: None)
+    expected = start
+    for n, w in enumerate(seen):
+        d = min(0.8, (1 + n) / (10 + n))
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
+    last = {k: v.copy() for k, v in t.model.params.items()}
+    with t.averaged_weights():
+        for k, p in t.model.params.items():
+            np.testing.assert_allclose(p, expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k, p in t.model.params.items():  # the trained weights are back
+        np.testing.assert_array_equal(p, last[k])
+    best = CTCModel.load(tmp_path / "best.npz")  # the averaged weights are the ones kept
+    for k, p in best.params.items():
+        np.testing.assert_allclose(p, expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
 
 
 def test_resume_refuses_other_settings(tmp_path):

@@ -37,7 +37,8 @@ def examples(n, seed):
 def build(out_dir, max_epochs=5, checkpoint_every=2):
     model = CTCModel(DIM, 24, 1, NUM_LABELS + 1, seed=1)
     cfg = TrainConfig(optimizer="adam", lr=0.03, lr_decay=0.7, batch_frames=120, max_epochs=max_epochs,
-                      patience=0, checkpoint_every=checkpoint_every, weight_noise=0.01, seed=3)
+                      patience=0, checkpoint_every=checkpoint_every, weight_noise=0.01, seed=3,
+                      dropout=0.1, time_masks=1, time_width=2, ema=0.8)
     return Trainer(model, examples(60, 0), examples(15, 1), out_dir, cfg, progress=False)
 
 
