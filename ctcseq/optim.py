@@ -159,16 +159,23 @@ class WeightNoise:
         self.rng = np.random.default_rng(seed)
         self.include = include or (lambda name: True)
 
-    @contextlib.contextmanager
     def perturbed(self, params):
         """Context in which ``params`` carry fresh noise; restored exactly on exit."""
-        saved = {}
-        try:
-            for k, p in params.items():
-                if self.include(k):
-                    saved[k] = p.copy()
-                    p += self.rng.normal(0.0, self.std, p.shape).astype(p.dtype)
-            yield params
-        finally:
-            for k, old in saved.items():
-                params[k][...] = old
+        noisy = {k: p + self.rng.normal(0.0, self.std, p.shape).astype(p.dtype)
+                 for k, p in params.items() if self.include(k)}
+        return swapped_in(params, noisy)
+
+
+@contextlib.contextmanager
+def swapped_in(params, values):
+    """Context in which ``params[k]`` holds ``values[k]`` (in place, for the
+    keys of ``values``); the original arrays' contents are restored exactly
+    on exit."""
+    saved = {k: params[k].copy() for k in values}
+    try:
+        for k, v in values.items():
+            params[k][...] = v
+        yield params
+    finally:
+        for k, old in saved.items():
+            params[k][...] = old

@@ -17,7 +17,6 @@ Files in the output directory::
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -31,7 +30,7 @@ from .ctc import ctc_loss
 from .decode import greedy_decode
 from .metrics import error_rate
 from .model import CTCModel
-from .optim import SGD, Adam, WeightNoise, clip_grad_norm
+from .optim import SGD, Adam, WeightNoise, clip_grad_norm, swapped_in
 from .progress import Progress
 
 __all__ = ["Example", "TrainConfig", "make_batches", "pad_batch", "mask_batch", "Trainer"]
@@ -332,21 +331,10 @@ class Trainer:
             a += (1.0 - decay) * p
         self.state["ema_updates"] = n + 1
 
-    @contextlib.contextmanager
     def averaged_weights(self):
         """The model holds the averaged weights inside the block (no-op
         without ``ema``); the trained ones are put back after it."""
-        if self.ema is None:
-            yield
-            return
-        saved = {k: p.copy() for k, p in self.model.params.items()}
-        for k, p in self.model.params.items():
-            p[...] = self.ema[k]
-        try:
-            yield
-        finally:
-            for k, p in self.model.params.items():
-                p[...] = saved[k]
+        return swapped_in(self.model.params, self.ema or {})
 
     # -- the loop --------------------------------------------------------------
     def _log_epoch(self, record):
