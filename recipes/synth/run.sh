@@ -7,10 +7,12 @@
 #               and echoed (see data_prep/README.md); dev/test: other variants
 #   2 features  40 log-mel + energy, deltas, delta-deltas (123 per frame)
 #   3 train     3 x 250 peephole BiLSTM on pairs of stacked frames (20 ms
-#               steps), per-utterance CMVN, Adam (rate x0.65 per epoch), 5
-#               epochs over 7.5 h; dev PER (moving-average weights) each epoch
-#   4 decode    greedy, and beam search with a phone 3-gram whose weight and
-#               insertion bonus are chosen on dev (small grid)
+#               steps), per-utterance CMVN, Adam on batches of 4000 frames
+#               (rate x0.5 per epoch), 3 epochs over 12 h; dev PER
+#               (moving-average weights) each epoch
+#   4 decode    greedy, and beam search with a phone 6-gram of the training
+#               transcripts, whose weight and insertion bonus are chosen on
+#               dev (small grid)
 #   5 score     PER over all test voices and per voice (never heard in training)
 #   6 align     forced alignment of the test transcripts, compared with the
 #               phoneme timing eSpeak reported while synthesising
@@ -27,9 +29,9 @@ seed=0
 hours=
 epochs=
 name=
-beam=16
-lm_alphas="0.4 0.6 0.8"
-lm_betas="1"
+beam=32
+lm_alphas="0.5 0.7"
+lm_betas="1.5"
 stride=2          # two 10 ms frames per BiLSTM step
 cmvn=utterance    # each utterance normalised with its own statistics
 
@@ -49,12 +51,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Sizes: default 7.5 h of audio, small for a quick look (< 3 min), tiny for tests.
+# Sizes: default 12 h of audio, small for a quick look (< 3 min), tiny for tests.
 # More hours and fewer epochs beat the reverse at equal cost (RESULTS.md).
 case "$size" in
-  default) : "${hours:=7.5}"; : "${epochs:=5}"; hidden=250; layers=3; batch_frames=8000; lr=2e-3; lr_decay=0.65; ema=0.998; patience=3 ;;
-  small)   : "${hours:=0.3}"; : "${epochs:=15}"; hidden=128; layers=2; batch_frames=2000; lr=3e-3; lr_decay=0.9; ema=0; patience=3 ;;
-  tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; lr=3e-3; lr_decay=1; ema=0; patience=0 ;;
+  default) : "${hours:=12}"; : "${epochs:=3}"; hidden=250; layers=3; batch_frames=4000; lr=2e-3; lr_decay=0.5; ema=0.999; patience=3; lm_order=6 ;;
+  small)   : "${hours:=0.3}"; : "${epochs:=15}"; hidden=128; layers=2; batch_frames=2000; lr=3e-3; lr_decay=0.9; ema=0; patience=3; lm_order=4 ;;
+  tiny)    : "${hours:=0.02}"; : "${epochs:=2}"; hidden=16; layers=1; batch_frames=3000; lr=3e-3; lr_decay=1; ema=0; patience=0; lm_order=3 ;;
 esac
 : "${name:=synth-$size}"
 data=data/$name
@@ -86,7 +88,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     --dev-data "$data/dev" --dev-feats "$exp/feats/dev" --symbols "$data/phones.txt" \
     --out "$exp/model" --hidden "$hidden" --layers "$layers" --epochs "$epochs" \
     --patience "$patience" --batch-frames "$batch_frames" --lr "$lr" --lr-decay "$lr_decay" --ema "$ema" --stride "$stride" \
-    --cmvn "$cmvn" --lm-order 3 --seed "$seed" $resume
+    --cmvn "$cmvn" --lm-order "$lm_order" --seed "$seed" $resume
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -94,7 +96,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   mkdir -p "$exp/decode_dev" "$exp/decode_test"
   log "stage 4: greedy decoding of the test set"
   ctcseq decode "$model" --feats "$exp/feats/test" --out "$exp/decode_test/hyp_greedy.txt"
-  # beam search with the phone 3-gram: pick the LM weight and insertion bonus on dev
+  # beam search with the phone n-gram: pick the LM weight and insertion bonus on dev
   best=
   for alpha in $lm_alphas; do
     for beta in $lm_betas; do
@@ -108,7 +110,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   done
   read -r best_per alpha beta <<< "$best"
   echo "$alpha $beta" > "$exp/decode_dev/lm_weights"
-  log "stage 4: beam search ($beam) + phone 3-gram on test, alpha $alpha, beta $beta (dev PER ${best_per}%)"
+  log "stage 4: beam search ($beam) + phone ${lm_order}-gram on test, alpha $alpha, beta $beta (dev PER ${best_per}%)"
   ctcseq decode "$model" --feats "$exp/feats/test" --beam "$beam" --lm "$exp/model/lm.json" \
     --alpha "$alpha" --beta "$beta" --out "$exp/decode_test/hyp_beam_lm.txt"
 fi
