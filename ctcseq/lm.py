@@ -211,7 +211,7 @@ def _require_file(path, what):
 
 # --- training ------------------------------------------------------------------
 
-_METHODS = ("kneser-ney", "witten-bell")
+_METHODS = ("kneser-ney", "modified-kneser-ney", "witten-bell")
 
 
 def train_token_lm(transcripts, num_classes, order=3, method="kneser-ney", blank=0):
@@ -225,10 +225,11 @@ def train_token_lm(transcripts, num_classes, order=3, method="kneser-ney", blank
         C, the CTC model's number of classes, blank included.
     order : int, default 3
         Highest n-gram order, >= 1.
-    method : {"kneser-ney", "witten-bell"}
+    method : {"kneser-ney", "modified-kneser-ney", "witten-bell"}
         Interpolated Kneser-Ney (one absolute discount per order,
-        D = n1 / (n1 + 2 n2), lower orders on continuation counts) or
-        interpolated Witten-Bell.  Both interpolate down to a uniform
+        D = n1 / (n1 + 2 n2), lower orders on continuation counts), the same
+        with Chen & Goodman's three discounts per order (counts 1, 2 and 3+),
+        or interpolated Witten-Bell.  All interpolate down to a uniform
         distribution over the C - 1 tokens and ``</s>``, so every token has a
         non-zero probability after every history.
     blank : int, default 0
@@ -264,6 +265,28 @@ def train_token_lm(transcripts, num_classes, order=3, method="kneser-ney", blank
     return TokenLM(order, entries, C, blank, method)
 
 
+def _discounts(counts, method):
+    """Absolute discounts of one order, indexed by min(count, 3): Kneser-Ney's
+    single D = n1 / (n1 + 2 n2), or Chen & Goodman's three (counts 1, 2 and
+    3+) from the counts-of-counts n1..n4.  0.5 where the counts-of-counts
+    are too few to estimate them."""
+    coc = Counter(c for ws in counts.values() for c in ws.values())
+    D = [0.0, 0.5, 0.5, 0.5]
+    if method == "witten-bell" or not (coc[1] and coc[2]):
+        return D
+    y = coc[1] / (coc[1] + 2.0 * coc[2])
+    if method == "kneser-ney":
+        d = min(max(y, 0.05), 0.95)
+        return [0.0, d, d, d]
+    D[1] = 1.0 - 2.0 * y * coc[2] / coc[1]
+    if coc[3]:
+        D[2] = 2.0 - 3.0 * y * coc[3] / coc[2]
+        if coc[4]:
+            D[3] = 3.0 - 4.0 * y * coc[4] / coc[3]
+    # a discount must stay inside (0, count) for every probability to stay positive
+    return [0.0] + [min(max(D[k], 0.05), k - 0.05) for k in (1, 2, 3)]
+
+
 def _interpolated(sents, order, method, predicted, bos, eos):
     """Back-off entries {gram: (logp, bow)} of an interpolated model."""
     # counts[n][h][w]: history h of length n - 1
@@ -277,7 +300,7 @@ def _interpolated(sents, order, method, predicted, bos, eos):
                 raw[n][tuple(seq[i - n + 1:i])][seq[i]] += 1
     counts = [None] * (order + 1)
     counts[order] = raw[order]
-    if method == "kneser-ney":
+    if method != "witten-bell":
         # lower orders: number of distinct left contexts (raw counts for grams
         # opening with <s>, which have no left context)
         for n in range(1, order):
@@ -308,18 +331,14 @@ def _interpolated(sents, order, method, predicted, bos, eos):
         return interp(w, h[1:]) if h else 1.0 / V
 
     for n in range(1, order + 1):
-        D = 0.5
-        if method == "kneser-ney":
-            coc = Counter(c for ws in counts[n].values() for c in ws.values())
-            if coc[1] and coc[2]:
-                D = min(max(coc[1] / (coc[1] + 2.0 * coc[2]), 0.05), 0.95)
+        D = _discounts(counts[n], method)
         for h, ws in counts[n].items():
             tot = sum(ws.values())
             t1 = len(ws)
-            if method == "kneser-ney":
-                g = D * t1 / tot
+            if method != "witten-bell":
+                g = sum(D[min(c, 3)] for c in ws.values()) / tot
                 for w, c in ws.items():
-                    prob[n][h + (w,)] = max(c - D, 0.0) / tot + g * lower(w, h)
+                    prob[n][h + (w,)] = max(c - D[min(c, 3)], 0.0) / tot + g * lower(w, h)
             else:
                 g = t1 / (tot + t1)
                 for w, c in ws.items():

@@ -25,7 +25,7 @@ def histories(lm, max_len):
     return out
 
 
-@pytest.mark.parametrize("method", ["kneser-ney", "witten-bell"])
+@pytest.mark.parametrize("method", ["kneser-ney", "modified-kneser-ney", "witten-bell"])
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_token_lm_sums_to_one_for_every_history(method, order):
     lm = train_token_lm(CORPUS, C, order=order, method=method)
@@ -59,16 +59,24 @@ def reference_prob(sents, order, method, V_pred, bos, eos):
 
     discounts = {}
 
-    def D(n):
+    def D(n, c):
+        """Discount of a count c at order n (Chen & Goodman's formulas)."""
         if n not in discounts:
             coc = Counter()
             for hh in {hh for hh in raw if len(hh) == n - 1}:
                 coc.update(counts(hh, n).values())
-            d = 0.5
+            d = {0: 0.0, 1: 0.5, 2: 0.5, 3: 0.5}
             if coc[1] and coc[2]:
-                d = min(max(coc[1] / (coc[1] + 2.0 * coc[2]), 0.05), 0.95)
+                y = coc[1] / (coc[1] + 2.0 * coc[2])
+                if method == "kneser-ney":
+                    d = {0: 0.0, **dict.fromkeys((1, 2, 3), min(max(y, 0.05), 0.95))}
+                else:
+                    for k in (1, 2, 3):
+                        if coc[k] and coc[k + 1]:
+                            d[k] = min(max(k - (k + 1) * y * coc[k + 1] / coc[k], 0.05),
+                                       k - 0.05)
             discounts[n] = d
-        return discounts[n]
+        return discounts[n][min(c, 3)]
 
     def p(w, h):
         n = len(h) + 1
@@ -80,12 +88,12 @@ def reference_prob(sents, order, method, V_pred, bos, eos):
         t1 = len(c)
         if method == "witten-bell":
             return (c[w] + t1 * low) / (tot + t1)
-        return max(c[w] - D(n), 0) / tot + D(n) * t1 / tot * low
+        return (max(c[w] - D(n, c[w]), 0) + sum(D(n, k) for k in c.values()) * low) / tot
 
     return p
 
 
-@pytest.mark.parametrize("method", ["kneser-ney", "witten-bell"])
+@pytest.mark.parametrize("method", ["kneser-ney", "modified-kneser-ney", "witten-bell"])
 def test_token_lm_matches_direct_interpolation(method):
     order = 3
     lm = train_token_lm(CORPUS, C, order=order, method=method)
