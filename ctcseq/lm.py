@@ -270,9 +270,11 @@ def _discounts(counts, method):
     single D = n1 / (n1 + 2 n2), or Chen & Goodman's three (counts 1, 2 and
     3+) from the counts-of-counts n1..n4.  0.5 where the counts-of-counts
     are too few to estimate them."""
-    coc = Counter(c for ws in counts.values() for c in ws.values())
     D = [0.0, 0.5, 0.5, 0.5]
-    if method == "witten-bell" or not (coc[1] and coc[2]):
+    if method == "witten-bell":
+        return D
+    coc = Counter(c for ws in counts.values() for c in ws.values())
+    if not (coc[1] and coc[2]):
         return D
     y = coc[1] / (coc[1] + 2.0 * coc[2])
     if method == "kneser-ney":
