@@ -372,8 +372,10 @@ def random_variant(rng, name):
     (male) or 140-220 Hz (female), a pitch range of 1.2-1.7 times the base;
     formants 0-5 scaled together (0.85-1.15 male, 1.0-1.35 female) with
     +-10% jitter each, heights and widths 60-150%; voicing 35-150%,
-    consonant levels, flutter, roughness, and now and then a spectral tone
-    (equaliser) or breath (aspiration noise on the formants).
+    consonant levels (unvoiced 50-150, voiced 20-150), flutter, roughness,
+    and now and then a spectral tone (equaliser), breath (aspiration noise
+    on the formants), syllable lengths (-20..260 ms) and amplitudes (12-38)
+    per stress level, or eSpeak's own echo (20-150 ms, level 10-80/256).
     """
     female = rng.random() < 0.5
     low = rng.uniform(140, 220) if female else rng.uniform(60, 110)
@@ -385,13 +387,24 @@ def random_variant(rng, name):
         lines.append(f"formant {k} {freq:.0f} {rng.uniform(60, 150):.0f} "
                      f"{rng.uniform(60, 150):.0f}")
     lines += [f"voicing {rng.uniform(35, 150):.0f}",
-              f"consonants {rng.uniform(50, 120):.0f} {rng.uniform(40, 140):.0f}",
+              f"consonants {rng.uniform(50, 150):.0f} {rng.uniform(20, 150):.0f}",
               f"flutter {rng.integers(0, 21)}", f"roughness {rng.integers(0, 6)}"]
     if rng.random() < 0.5:
         lines.append("tone " + " ".join(f"{f} {rng.integers(60, 256)}"
                                         for f in (600, 1200, 2000, 3000)))
     if rng.random() < 0.25:
         lines.append("breath 0 " + " ".join(str(rng.integers(0, 9)) for _ in range(7)))
+    # Syllable length and loudness by stress level (8 levels): most named
+    # variants leave them alone, but where they do not (lengthened unstressed
+    # syllables), recognition suffered most (recipes/synth/RESULTS.md).
+    if rng.random() < 0.5:
+        lines.append("stressAdd " + " ".join(str(rng.integers(-20, 261)) for _ in range(8)))
+    if rng.random() < 0.5:
+        lines.append("stressAmp " + " ".join(str(rng.integers(12, 39)) for _ in range(8)))
+    # eSpeak's own echo (delay ms, level in 1/256ths, fed back), inside the
+    # synthesiser: unlike the comb filter of the augmentation, warping moves it too
+    if rng.random() < 1 / 3:
+        lines.append(f"echo {rng.integers(20, 151)} {rng.integers(10, 81)}")
     return "\n".join(lines) + "\n"
 
 
