@@ -10,6 +10,10 @@ import contextlib
 
 import numpy as np
 
+from .kernels.optim_cpu import adam_update
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def _check_dicts(params, grads):
     if set(params) != set(grads):
@@ -94,6 +98,12 @@ class Adam:
         for k, p in self.params.items():
             g = grads[k]
             m, v = self.m[k], self.v[k]
+            if (p.dtype in _FLOATS and g.dtype in _FLOATS and p.flags.c_contiguous
+                    and m.flags.c_contiguous and v.flags.c_contiguous):
+                # one fused, multi-threaded pass (ctcseq.kernels.optim_cpu)
+                adam_update(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
+                            v.reshape(-1), self.lr, self.beta1, self.beta2, c1, c2, self.eps)
+                continue
             m *= self.beta1
             m += (1.0 - self.beta1) * g
             v *= self.beta2
