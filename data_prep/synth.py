@@ -27,7 +27,8 @@ hears without touching the voice-disjoint split.
 Training also hears *random voices* (``random_variants``, 48 by default):
 eSpeak variant files drawn at random -- pitch, a formant scale with
 per-formant jitter, formant heights and widths, voicing and consonant
-levels, flutter, roughness, spectral tone and breath, within the span of
+levels, flutter, roughness, spectral tone, breath, syllable length and
+loudness per stress level, and eSpeak's own echo, within the span of
 eSpeak's own variants -- written to ``voices/`` in the corpus and loaded
 through a private eSpeak data directory (:func:`data_prep.espeak.data_with_variants`).
 

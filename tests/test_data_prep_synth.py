@@ -385,6 +385,29 @@ def test_random_variant_text():
     assert random_variant(np.random.default_rng(5), "rnd005") == text
 
 
+def test_random_variant_ranges():
+    """Stress lines on about half the voices, eSpeak's echo on about a
+    third, every value inside its documented range."""
+    from data_prep.synth import random_variant
+    n, seen = 300, {"stressAdd": 0, "stressAmp": 0, "echo": 0}
+    for i in range(n):
+        for line in random_variant(np.random.default_rng([9, i]), "rnd").splitlines():
+            key, *vals = line.split()
+            nums = [float(v) for v in vals] if key not in ("name", "gender", "language") else []
+            if key in seen:
+                seen[key] += 1
+            if key == "stressAdd":
+                assert len(nums) == 8 and all(-20 <= v <= 260 for v in nums)
+            elif key == "stressAmp":
+                assert len(nums) == 8 and all(12 <= v <= 38 for v in nums)
+            elif key == "echo":
+                assert 20 <= nums[0] <= 150 and 10 <= nums[1] <= 80
+            elif key == "consonants":
+                assert 50 <= nums[0] <= 150 and 20 <= nums[1] <= 150
+    assert 0.4 * n < seen["stressAdd"] < 0.6 * n and 0.4 * n < seen["stressAmp"] < 0.6 * n
+    assert 0.25 * n < seen["echo"] < 0.42 * n
+
+
 def test_voice_list_has_room_for_the_random_voices(engine, tmp_path):
     """eSpeak's voice list is short: past it, languages drop out of it and
     can no longer be selected.  The private data directory keeps only the
