@@ -395,15 +395,15 @@ def random_variant(rng, name):
                                         for f in (600, 1200, 2000, 3000)))
     if rng.random() < 0.25:
         lines.append("breath 0 " + " ".join(str(rng.integers(0, 9)) for _ in range(7)))
-    # Syllable length and loudness by stress level (8 levels): most named
-    # variants leave them alone, but where they do not (lengthened unstressed
-    # syllables), recognition suffered most (recipes/synth/RESULTS.md).
+    # Syllable length and loudness by stress level (8 levels): few named
+    # variants set them, and long unstressed syllables cost a test voice
+    # more than any other trait (recipes/synth/RESULTS.md).
     if rng.random() < 0.5:
         lines.append("stressAdd " + " ".join(str(rng.integers(-20, 261)) for _ in range(8)))
     if rng.random() < 0.5:
         lines.append("stressAmp " + " ".join(str(rng.integers(12, 39)) for _ in range(8)))
-    # eSpeak's own echo (delay ms, level in 1/256ths, fed back), inside the
-    # synthesiser: unlike the comb filter of the augmentation, warping moves it too
+    # eSpeak's own echo (delay ms, level in 1/256ths, fed back): the comb
+    # filter of the augmentation alone left the model sensitive to it (RESULTS.md)
     if rng.random() < 1 / 3:
         lines.append(f"echo {rng.integers(20, 151)} {rng.integers(10, 81)}")
     return "\n".join(lines) + "\n"

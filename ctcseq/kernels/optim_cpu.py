@@ -1,10 +1,10 @@
 """CPU kernels for the optimisers: one fused pass per parameter array.
 
 NumPy's Adam makes about a dozen passes over each array (temporaries for
-m / c1, sqrt(v / c2) ...), all on one core while the other waits: with a
-4M-weight model that was 50 ms per update, 13% of a training run.  Here
-each element is read and written once, and the array is split over the
-Numba threads.
+m / c1, sqrt(v / c2) ...), all on one core while the other waits: with the
+4M-weight recipe model that was about 24 ms of a 400 ms training batch.
+Here each element is read and written once, and the array is split over
+the Numba threads: under 4 ms (benchmarks/bench_optim.py).
 """
 import numpy as np
 from numba import njit, prange
