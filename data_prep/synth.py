@@ -395,9 +395,10 @@ def random_variant(rng, name):
                                         for f in (600, 1200, 2000, 3000)))
     if rng.random() < 0.25:
         lines.append("breath 0 " + " ".join(str(rng.integers(0, 9)) for _ in range(7)))
-    # Syllable length and loudness by stress level (8 levels): few named
-    # variants set them, and long unstressed syllables cost a test voice
-    # more than any other trait (recipes/synth/RESULTS.md).
+    # Syllable length and loudness by stress level (8 levels): the named
+    # training variants change them little (11 of 42, mostly by tens of ms),
+    # and long unstressed syllables cost a test voice more than any other
+    # trait (recipes/synth/RESULTS.md).
     if rng.random() < 0.5:
         lines.append("stressAdd " + " ".join(str(rng.integers(-20, 261)) for _ in range(8)))
     if rng.random() < 0.5:
