@@ -41,6 +41,21 @@ def _extract_one(job):
     return utt, None
 
 
+def _load_librosa_kernels():
+    """Import the librosa modules the workers use, in this process first.
+
+    They compile Numba gufuncs with ``cache=True`` as they are imported.
+    Two workers compiling them into an empty cache at the same moment can
+    leave cache files that disagree with each other, and any later process
+    that loads them crashes (numba issue #10128): on a fresh install that
+    was the first ``--jobs 2`` extraction.  Compiled here once, the cache is
+    complete before any worker starts, and the workers only read it.
+    """
+    import librosa.core.audio  # noqa: F401  (resampling; has gufuncs)
+    import librosa.filters  # noqa: F401  (mel filters)
+    import librosa.util.utils  # noqa: F401  (has gufuncs; librosa imports it lazily)
+
+
 def _check_or_write_config(out_dir, cfg):
     meta_path = os.path.join(out_dir, "feats.json")
     meta = {"format_version": FORMAT_VERSION, "config": cfg.to_dict()}
@@ -101,6 +116,7 @@ def extract_corpus(wavs, out_dir, cfg=FeatureConfig(), jobs=2, progress=True):
                 failed[utt] = err
             bar.update()
     else:
+        _load_librosa_kernels()
         # spawn, not fork: the parent may already run Numba's thread pool
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for utt, err in pool.map(_extract_one, todo, chunksize=16):

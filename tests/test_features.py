@@ -206,3 +206,38 @@ def test_feature_store_errors(tmp_path):
     (tmp_path / "feats.json").write_text("{truncated")
     with pytest.raises(ValueError, match="corrupt"):
         FeatureStore(str(tmp_path))
+
+
+def test_extract_corpus_compiles_librosa_before_its_workers(tmp_path, monkeypatch):
+    """librosa compiles Numba gufuncs into a shared cache as it is imported;
+    two workers doing it at once can corrupt that cache (numba #10128), so
+    the parent imports those modules before the pool starts."""
+    import sys
+
+    import ctcseq.extract as ex
+    events = []
+    real_load = ex._load_librosa_kernels
+
+    def load():
+        real_load()
+        events.append(("load", "librosa.util.utils" in sys.modules
+                       and "librosa.core.audio" in sys.modules))
+
+    class SerialPool:
+        def __init__(self, *args, **kwargs):
+            events.append(("pool", None))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, items, chunksize=1):
+            return map(fn, items)
+
+    monkeypatch.setattr(ex, "_load_librosa_kernels", load)
+    monkeypatch.setattr(ex, "ProcessPoolExecutor", SerialPool)
+    res = ex.extract_corpus(_corpus(tmp_path), str(tmp_path / "feats"), jobs=2, progress=False)
+    assert res["extracted"] == 5
+    assert events == [("load", True), ("pool", None)]
