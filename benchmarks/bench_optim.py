@@ -14,9 +14,9 @@ Run (unset the OpenBLAS variables this machine sets, as for every benchmark)::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_optim.py
 """
 import argparse
-import time
 
 import numpy as np
+from bench_ctc import best_time  # this folder is on sys.path when run as a script
 
 
 def parse_args():
@@ -39,13 +39,7 @@ def numpy_adam(params, grads, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def best_ms(step, repeats):
-    step()  # warm-up (and Numba compilation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return 1000 * min(times)
+    return 1000 * best_time(step, repeats)
 
 
 def main():
