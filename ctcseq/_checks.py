@@ -4,32 +4,25 @@ Every check raises ``ValueError`` naming the argument, before any kernel runs.
 """
 import numpy as np
 
+from . import device
+
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
-def is_cuda_array(x):
-    return hasattr(x, "__cuda_array_interface__")
-
-
 def float_array3(x, name):
-    """A (T, N, C) float32/float64 array, not copied (any strides)."""
-    arr = np.asarray(x)
-    if arr.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{name} must be float32 or float64, got dtype {arr.dtype}")
-    if arr.ndim != 3:
-        raise ValueError(f"{name} must be 3-D (T, N, C), got shape {arr.shape}")
+    """A (T, N, C) float32/float64 array, not copied (any strides): a NumPy
+    array, or a CUDA array as it is (its dtype and shape are checked)."""
+    arr = x if device.is_cuda(x) else np.asarray(x)
+    if np.dtype(arr.dtype) not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got dtype {np.dtype(arr.dtype)}")
+    if len(arr.shape) != 3:
+        raise ValueError(f"{name} must be 3-D (T, N, C), got shape {tuple(arr.shape)}")
     return arr
 
 
-def log_probs(x, backend_name):
-    """A (T, N, C) float32/float64 NumPy array with N >= 1 and C >= 1.
-
-    CUDA arrays are refused with a message naming ``backend_name`` until the
-    CUDA twins exist.
-    """
-    if is_cuda_array(x):
-        raise ValueError(f"log_probs is a CUDA array; the CUDA {backend_name} is not "
-                         "available yet, pass a NumPy array")
+def log_probs(x):
+    """A (T, N, C) float32/float64 array (NumPy, or a CUDA array's Numba view)
+    with N >= 1 and C >= 1."""
     lp = float_array3(x, "log_probs")
     if lp.shape[1] == 0:
         raise ValueError("log_probs has an empty batch (N = 0)")

@@ -5,7 +5,7 @@ argument conventions of ``torch.nn.functional.ctc_loss``.
 """
 import numpy as np
 
-from . import _checks
+from . import _checks, device
 from .kernels.ctc_cpu import ctc_forward_backward
 
 _REDUCTIONS = ("none", "sum", "mean")
@@ -15,7 +15,7 @@ def _prepare(log_probs, targets, input_lengths, target_lengths, blank, reduction
     """Validate everything; return the kernel's arguments."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    lp = _checks.log_probs(log_probs, "CTC backend")
+    lp = _checks.log_probs(log_probs)
     T, N, C = lp.shape
     blank = _checks.label_index(blank, "blank", C)
     il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
@@ -37,10 +37,20 @@ def _reduce(nll, w, reduction, dtype):
 
 def _run(log_probs, targets, input_lengths, target_lengths, blank, reduction,
          zero_infinity, want_grad):
+    dev = device.Device(log_probs) if device.is_cuda(log_probs) else None
+    if dev is not None:
+        log_probs = dev.view(log_probs)
+        targets, input_lengths, target_lengths = map(
+            dev.host_copy, (targets, input_lengths, target_lengths))
     lp, flat, offsets, il, tl = _prepare(log_probs, targets, input_lengths,
                                          target_lengths, blank, reduction)
     T, N, C = lp.shape
     w = _weights(tl, reduction, N)
+    if dev is not None:
+        from .kernels import ctc_cuda
+        loss, grad = ctc_cuda.ctc_loss(dev, lp, flat, offsets, il, tl, blank, w,
+                                       reduction != "none", zero_infinity, want_grad)
+        return (loss if reduction == "none" else loss.reshape(())), grad
     nll = np.empty(N, np.float64)
     grad = np.empty((T, N, C) if want_grad else (0, 0, 0), lp.dtype)
     ctc_forward_backward(lp, flat, offsets, il, tl, blank, w, nll, grad)
@@ -59,10 +69,13 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
 
     Parameters
     ----------
-    log_probs : ndarray, shape (T, N, C), float32 or float64
+    log_probs : ndarray or CUDA array, shape (T, N, C), float32 or float64
         Log-probabilities (normally a log-softmax over C) per frame, sequence
         and class.  Frames ``t >= input_lengths[n]`` of sequence n are never
-        read and may hold anything, NaN included.
+        read and may hold anything, NaN included.  A CUDA array (CuPy, torch,
+        Numba, DLPack) is used in place and the work runs on its GPU; the
+        results are then device arrays of the same kind (see
+        :mod:`ctcseq.device`); targets and lengths may be on either side.
     targets : ndarray of int, shape (N, S) padded, or (sum(target_lengths),)
         concatenated
         Label sequences; labels lie in [0, C) and are never ``blank``.
@@ -84,6 +97,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     Returns
     -------
     loss : ndarray of shape (N,), or a scalar, of log_probs' dtype
+        (for CUDA input, a device array of shape (N,) or ())
         ``inf`` for an infeasible target (unless ``zero_infinity``); NaN for a
         sequence whose valid frames hold a NaN (other sequences unaffected).
 
@@ -92,7 +106,10 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0,
     Computed in log space with float64 arithmetic for both input dtypes, so
     it is stable for long inputs (T = 10 000) and extreme log-probabilities.
     Sequences run in parallel (Numba ``prange``); the working memory per
-    sequence in flight is (input length) x (2 S + 1) float64.
+    sequence in flight is (input length) x (2 S + 1) float64.  On a GPU
+    (:mod:`ctcseq.kernels.ctc_cuda`) the loss alone needs O(N S) extra
+    memory, and the gradient one (input length) x (2 S + 1) float64 table
+    per sequence; the gradient is the same to the bit from run to run.
     """
     loss, _ = _run(log_probs, targets, input_lengths, target_lengths, blank,
                    reduction, zero_infinity, want_grad=False)

@@ -26,7 +26,7 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from . import _checks
+from . import _checks, device
 from .kernels import decode_cpu as _k
 from .lm import NGramLM, TokenLM, WordLM
 
@@ -64,8 +64,13 @@ class Alignment(NamedTuple):
     score: float
 
 
-def _log_probs_and_lengths(log_probs, lengths):
-    lp = _checks.log_probs(log_probs, "decoders")
+def _log_probs_and_lengths(log_probs, lengths, dev=None):
+    """Validated log_probs (NumPy, or the Numba view of a CUDA array when
+    ``dev`` is given) and int64 host lengths."""
+    if dev is not None:
+        log_probs = dev.view(log_probs)
+        lengths = dev.host_copy(lengths)
+    lp = _checks.log_probs(log_probs)
     T, N, C = lp.shape
     if lengths is None:
         il = np.full(N, T, np.int64)
@@ -74,13 +79,38 @@ def _log_probs_and_lengths(log_probs, lengths):
     return lp, il
 
 
-def _no_nan(lp, il, name):
-    """Refuse NaN on valid frames (padding past the lengths may hold anything)."""
+def _no_nan(lp, il, name, nan_rows=None):
+    """Refuse NaN on valid frames (padding past the lengths may hold anything).
+    nan_rows: (T, N) flags already computed (on the device)."""
     for n in range(lp.shape[1]):
-        bad = np.isnan(lp[:il[n], n]).any(axis=1)
+        if nan_rows is not None:
+            bad = nan_rows[:il[n], n] != 0
+        else:
+            bad = np.isnan(lp[:il[n], n]).any(axis=1)
         if bad.any():
             raise ValueError(f"{name} holds NaN at frame {int(np.argmax(bad))} of sequence "
                              f"{n}")
+
+
+def _device(log_probs):
+    return device.Device(log_probs) if device.is_cuda(log_probs) else None
+
+
+def _collapse(best, value, il, blank):
+    """Greedy results from per-frame best classes (T, N) and their
+    log-probabilities, as decode_cpu.greedy computes them."""
+    N = il.shape[0]
+    labels, spans, scores = [], [], np.zeros(N, np.float64)
+    for n in range(N):
+        b = best[:il[n], n]
+        if b.size:
+            scores[n] = np.cumsum(value[:il[n], n])[-1]  # sequential, as on the CPU
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]]) if b.size else np.zeros(0, int)
+        ends = np.r_[starts[1:], b.size]
+        keep = b[starts] != blank
+        labels.append(b[starts][keep].tolist())
+        spans.append(np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64))
+    return labels, spans, scores
 
 
 def greedy_decode(log_probs, lengths=None, blank=0, return_timestamps=False):
@@ -107,9 +137,16 @@ def greedy_decode(log_probs, lengths=None, blank=0, return_timestamps=False):
     scores : ndarray, shape (N,), float64
         Only with ``return_timestamps``: log-probability of the best path.
     """
-    lp, il = _log_probs_and_lengths(log_probs, lengths)
+    dev = _device(log_probs)
+    lp, il = _log_probs_and_lengths(log_probs, lengths, dev)
     T, N, C = lp.shape
     blank = _checks.label_index(blank, "blank", C)
+    if dev is not None:
+        from .kernels import decode_cuda
+        best, value, nan_rows = decode_cuda.greedy_rows(dev, lp, il)
+        _no_nan(lp, il, "log_probs", nan_rows)
+        labels, spans, sc = _collapse(best, value, il, blank)
+        return (labels, spans, sc) if return_timestamps else labels
     _no_nan(lp, il, "log_probs")
     tok = np.zeros((N, T), np.int64)
     st = np.zeros((N, T), np.int64)
@@ -216,11 +253,17 @@ def beam_search(log_probs, lengths=None, beam_width=16, blank=0, prune_threshold
     with the full acoustic probability of the tokens); the result lists each
     token sequence once, with its best segmentation's score.
 
+    The search runs on the CPU: CUDA log_probs are copied to the host.
+
     With beam_width = 1 the search keeps the single most probable *prefix*,
     which equals greedy decoding when each frame's best class is clearly
     ahead (e.g. >= 0.9) but may differ on flat frames, where the prefix's
     summed probability and the best single path disagree.
     """
+    dev = _device(log_probs)
+    if dev is not None:  # the search runs on the CPU
+        log_probs = dev.download(dev.view(log_probs))
+        lengths = dev.host_copy(lengths)
     lp, il = _log_probs_and_lengths(log_probs, lengths)
     T, N, C = lp.shape
     blank = _checks.label_index(blank, "blank", C)
@@ -297,12 +340,21 @@ def forced_align(log_probs, targets, input_lengths, target_lengths, blank=0):
         the sequence has (S labels plus one blank between each repeated
         pair), naming the sequence.
     """
-    lp, il = _log_probs_and_lengths(log_probs, None)
+    dev = _device(log_probs)
+    lp, il = _log_probs_and_lengths(log_probs, None, dev)
     T, N, C = lp.shape
+    if dev is not None:
+        targets, input_lengths, target_lengths = map(
+            dev.host_copy, (targets, input_lengths, target_lengths))
     il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
     blank = _checks.label_index(blank, "blank", C)
     flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
-    _no_nan(lp, il, "log_probs")
+    if dev is not None:
+        from .kernels import ctc_cuda
+        _, nan_rows = ctc_cuda.scan_nan(dev, lp, dev.upload(il), rows=True)
+        _no_nan(lp, il, "log_probs", dev.download(nan_rows))
+    else:
+        _no_nan(lp, il, "log_probs")
     for n in range(N):
         seq = flat[offsets[n]:offsets[n] + tl[n]]
         need = int(tl[n]) + int(np.count_nonzero(seq[1:] == seq[:-1]))
@@ -310,11 +362,15 @@ def forced_align(log_probs, targets, input_lengths, target_lengths, blank=0):
             raise ValueError(f"the transcript of sequence {n} needs at least {need} frames "
                              f"({tl[n]} labels + {need - tl[n]} blanks between repeats) but "
                              f"input_lengths[{n}] = {il[n]}")
-    S = max(int(tl.max()), 1)
-    st = np.full((N, S), -1, np.int64)
-    en = np.full((N, S), -1, np.int64)
-    sc = np.zeros(N, np.float64)
-    _k.viterbi_align(lp, flat, offsets, il, tl, blank, st, en, sc)
+    if dev is not None:
+        from .kernels import decode_cuda
+        st, en, sc = decode_cuda.viterbi_align(dev, lp, flat, offsets, il, tl, blank)
+    else:
+        S = max(int(tl.max()), 1)
+        st = np.full((N, S), -1, np.int64)
+        en = np.full((N, S), -1, np.int64)
+        sc = np.zeros(N, np.float64)
+        _k.viterbi_align(lp, flat, offsets, il, tl, blank, st, en, sc)
     return [Alignment(st[n, :tl[n]].copy(), en[n, :tl[n]].copy(), float(sc[n]))
             for n in range(N)]
 

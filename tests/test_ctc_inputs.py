@@ -1,4 +1,6 @@
 """CTC: bad input gets a ValueError naming the argument; properties (hypothesis)."""
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -53,10 +55,11 @@ def test_bad_input_raises_value_error(kw, match):
                                target_lengths=TL), **kw})
 
 
-def test_cuda_arrays_are_refused_clearly():
+def test_cuda_array_without_numba_cuda_says_how_to_install(monkeypatch):
     class FakeCuda:
         __cuda_array_interface__ = {}
-    with pytest.raises(ValueError, match="log_probs is a CUDA array"):
+    monkeypatch.setitem(sys.modules, "numba.cuda", None)  # import fails
+    with pytest.raises(ValueError, match=r"numba-cuda is not installed.*ctcseq\[cuda\]"):
         ctc_loss(FakeCuda(), TG, IL, TL)
 
 

@@ -274,7 +274,7 @@ def ctc_forward_backward(log_probs, targets, target_offsets, input_lengths,
                 q = np.empty(L + 2, np.float64)
                 _backward_grad(log_probs, n, Tn, lab, skip, L, lo, hi, alpha, E,
                                logp, blank, grad_scale[n], grad, occ, nocc, q)
-        nll[n] = -logp
+        nll[n] = 0.0 - logp  # +0.0, not -0.0, for an empty target
         if want_grad:
             # the backward pass wrote rows t < Tn unless the loss is NaN or inf
             no_backward = not logp > _NEG_INF

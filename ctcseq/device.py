@@ -1,0 +1,175 @@
+"""Where an array lives, and the one place that sends work to the GPU.
+
+The public functions take NumPy arrays or CUDA arrays.  A CUDA array is
+anything with ``__cuda_array_interface__`` (CuPy, Numba device arrays, torch
+CUDA tensors) or with a ``__dlpack__`` whose device is CUDA (JAX on a GPU, via
+CuPy), and also a Numba device array under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``), which has neither.  CUDA arrays are used in
+place (no copy) and their results stay on the device:
+
+==========================  =========================================
+input                       results (loss, gradient)
+==========================  =========================================
+torch CUDA tensor           torch tensors, on torch's current stream
+CuPy array                  CuPy arrays, on CuPy's current stream
+Numba device array          Numba device arrays, on the default stream
+anything else (DLPack)      CuPy arrays
+==========================  =========================================
+
+``numba.cuda`` and the CUDA kernels are imported on the first CUDA input, so
+CPU users never import them.
+"""
+import importlib
+import sys
+
+import numpy as np
+
+_KDL_CUDA = (2, 13)  # DLPack device types: CUDA, CUDA managed
+
+
+def _kind(x):
+    """'torch', 'cupy', 'numba', 'cai', 'dlpack', or None for host arrays."""
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch":
+        return "torch" if getattr(x, "is_cuda", False) else None
+    if mod == "cupy":
+        return "cupy"
+    if mod in ("numba", "numba_cuda"):
+        cuda = sys.modules.get("numba.cuda")
+        if cuda is not None and cuda.devicearray.is_cuda_ndarray(x):
+            return "numba"  # real device arrays, and the simulator's FakeCUDAArray
+    if isinstance(x, np.ndarray):
+        return None
+    try:
+        getattr(x, "__cuda_array_interface__")
+        return "cai"
+    except (AttributeError, TypeError):
+        pass
+    dev = getattr(x, "__dlpack_device__", None)
+    if dev is not None:
+        try:
+            if dev()[0] in _KDL_CUDA:
+                return "dlpack"
+        except Exception:  # noqa: BLE001 - a foreign object's own failure means "not CUDA"
+            pass
+    return None
+
+
+def is_cuda(x):
+    """True for an array that lives on a CUDA device (see the module docstring)."""
+    return _kind(x) is not None
+
+
+def cuda_module():
+    """``numba.cuda``, or a ValueError saying how to get it."""
+    try:
+        cuda = importlib.import_module("numba.cuda")
+    except ImportError as e:
+        raise ValueError("a CUDA array was passed but numba-cuda is not installed: "
+                         "pip install \"ctcseq[cuda]\"") from e
+    return cuda
+
+
+class Device:
+    """The CUDA context of one call: its stream, and how to allocate and
+    return arrays of the caller's kind.
+
+    Built from the first CUDA argument (normally ``log_probs``).
+    """
+
+    def __init__(self, x):
+        self.kind = _kind(x)
+        self.cuda = cuda_module()
+        self.sim = simulating()
+        self._torch = sys.modules.get("torch") if self.kind == "torch" else None
+        self._cupy = None
+        if self.kind in ("cupy", "cai", "dlpack"):
+            try:
+                import cupy
+                self._cupy = cupy
+            except ImportError:
+                if self.kind == "dlpack":
+                    raise ValueError("a DLPack CUDA array (e.g. JAX on a GPU) needs CuPy to be "
+                                     "used in place: pip install cupy-cuda13x") from None
+        if self.kind == "torch":
+            self.device = x.device
+            self.stream = self.cuda.external_stream(
+                self._torch.cuda.current_stream(x.device).cuda_stream)
+        elif self._cupy is not None:
+            self.stream = self.cuda.external_stream(self._cupy.cuda.get_current_stream().ptr)
+        else:
+            self.stream = 0
+
+    # --- in and out ---------------------------------------------------------------
+    def view(self, x):
+        """A Numba device array over x's memory (no copy)."""
+        kind = _kind(x)
+        if kind == "numba":
+            return x
+        if kind == "torch":
+            x = x.detach()
+        elif kind == "dlpack":
+            x = self._cupy.from_dlpack(x)
+        return self.cuda.as_cuda_array(x, sync=False)
+
+    def empty(self, shape, dtype):
+        """(result, view): a new device array of the caller's kind and a Numba
+        view of it.  Allocated from the framework's own pool where there is one."""
+        if self.kind == "torch":
+            t = self._torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype).name],
+                                  device=self.device)
+            return t, self.cuda.as_cuda_array(t, sync=False)
+        if self._cupy is not None:
+            a = self._cupy.empty(shape, dtype=dtype)
+            return a, self.cuda.as_cuda_array(a, sync=False)
+        a = self.cuda.device_array(shape, dtype=dtype, stream=self.stream)
+        return a, a
+
+    def scratch(self, shape, dtype):
+        """A Numba device array for the kernels' own use."""
+        return self.empty(shape, dtype)[1]
+
+    def upload(self, host):
+        """Copy a (small) host array to the device."""
+        host = np.ascontiguousarray(host)
+        if self.kind == "torch" or self._cupy is not None:
+            d = self.scratch(host.shape, host.dtype)
+            d.copy_to_device(host, stream=self.stream)
+            return d
+        return self.cuda.to_device(host, stream=self.stream)
+
+    def download(self, view):
+        """Copy a device array to the host, after the work queued before it."""
+        out = view.copy_to_host(stream=self.stream)
+        if self.stream != 0:
+            self.stream.synchronize()
+        return out
+
+    def host_copy(self, x):
+        """x as a host array: small integer metadata (targets, lengths) may come
+        from the device, where it is copied."""
+        if not is_cuda(x):
+            return x
+        return self.download(self.view(x))
+
+
+
+def simulating():
+    """True when numba.cuda is the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    from numba.cuda.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _torch_dtypes():
+    torch = sys.modules["torch"]
+    return {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
+            "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8}
+
+
+class _LazyTorchDtypes(dict):
+    def __missing__(self, key):
+        self.update(_torch_dtypes())
+        return dict.__getitem__(self, key)
+
+
+_TORCH_DTYPES = _LazyTorchDtypes()
