@@ -42,11 +42,21 @@ def int_array(x, name, ndim=None):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def lengths(x, name, n, upper, upper_name):
-    """(n,) int64 lengths, each in [0, upper]."""
+def lengths(x, name, n, upper, upper_name, time_major=False):
+    """(n,) int64 lengths, each in [0, upper].
+
+    time_major: the lengths of a (T, N, C) array with T = upper, for which
+    lengths of shape (T,) mean the array is batch-first; the message says so.
+    """
     arr = int_array(x, name)
     if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) (one per sequence), got shape {arr.shape}")
+        hint = ""
+        if time_major and arr.shape == (upper,):
+            hint = (f"; it has one per frame of log_probs' first axis (T = {upper}) instead: "
+                    f"log_probs must be (T, N, C), and a batch-first (N, T, C) array x is "
+                    f"passed as x.transpose(1, 0, 2) (a view, no copy)")
+        raise ValueError(f"{name} must have shape ({n},) (one per sequence), got shape "
+                         f"{arr.shape}{hint}")
     bad = np.flatnonzero((arr < 0) | (arr > upper))
     if bad.size:
         i = bad[0]

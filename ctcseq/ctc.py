@@ -18,7 +18,7 @@ def _prepare(log_probs, targets, input_lengths, target_lengths, blank, reduction
     lp = _checks.log_probs(log_probs)
     T, N, C = lp.shape
     blank = _checks.label_index(blank, "blank", C)
-    il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
+    il = _checks.lengths(input_lengths, "input_lengths", N, T, "T", time_major=True)
     flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
     return lp, flat, offsets, il, tl
 

@@ -75,7 +75,7 @@ def _log_probs_and_lengths(log_probs, lengths, dev=None):
     if lengths is None:
         il = np.full(N, T, np.int64)
     else:
-        il = _checks.lengths(lengths, "lengths", N, T, "T")
+        il = _checks.lengths(lengths, "lengths", N, T, "T", time_major=True)
     return lp, il
 
 
@@ -346,7 +346,7 @@ def forced_align(log_probs, targets, input_lengths, target_lengths, blank=0):
     if dev is not None:
         targets, input_lengths, target_lengths = map(
             dev.host_copy, (targets, input_lengths, target_lengths))
-    il = _checks.lengths(input_lengths, "input_lengths", N, T, "T")
+    il = _checks.lengths(input_lengths, "input_lengths", N, T, "T", time_major=True)
     blank = _checks.label_index(blank, "blank", C)
     flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
     if dev is not None:

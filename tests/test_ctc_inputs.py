@@ -55,6 +55,15 @@ def test_bad_input_raises_value_error(kw, match):
                                target_lengths=TL), **kw})
 
 
+def test_batch_first_array_gets_a_layout_hint():
+    batch_first = np.ascontiguousarray(LP.transpose(1, 0, 2))   # (N, T, C) = (2, 6, 5)
+    with pytest.raises(ValueError, match=r"input_lengths must have shape \(6,\).*batch-first "
+                                         r"\(N, T, C\).*transpose\(1, 0, 2\)"):
+        ctc_loss(batch_first, TG, IL, TL)
+    with pytest.raises(ValueError, match=r"shape \(2,\) \(one per sequence\), got shape \(3,\)$"):
+        ctc_loss(LP, TG, [6, 5, 4], TL)  # no hint when the count is simply wrong
+
+
 def test_cuda_array_without_numba_cuda_says_how_to_install(monkeypatch):
     class FakeCuda:
         __cuda_array_interface__ = {}

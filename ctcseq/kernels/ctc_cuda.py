@@ -7,22 +7,26 @@ per time step:
 
 1. ``nan_scan``    one block per (frame, sequence) row: flags rows and
                    sequences whose valid frames hold a NaN.
-2. ``alpha``       one block per sequence, threads over the states, a block
-                   barrier per frame: log alpha[t, s] (emission at t
+2. ``alpha``       one block per sequence, threads over the states, one
+                   block barrier per frame: log alpha[t, s] (emission at t
                    included) into the sequence's slice of one packed table
                    (sum over n of T_n x L_n float64, only when a gradient is
                    wanted; two rows per sequence otherwise, O(N S)).
-3. ``occupancy``   one block per sequence, frames in reverse: beta from two
-                   rows, the state occupancies exp(alpha + beta - log P)
-                   written over alpha's row, then summed per class in a fixed
-                   order (blank: a tree over the block; each distinct label:
-                   its positions in ascending order by one thread) and stored
-                   in the same row, in the blank states' places.  No float atomics anywhere,
-                   so the gradient is the same to the bit run after run.
-4. ``grad_rows``   one block per (frame, sequence) row: writes the whole
-                   gradient row once, coalesced (the class sums through a
-                   class -> sum map, zeros elsewhere).
+3. ``occupancy``   the same, frames in reverse: beta from two rows, and the
+                   state occupancies exp(alpha + beta - log P) written over
+                   alpha's row.
+4. ``grad_rows``   blocks take (frame, sequence) rows in turn: the
+                   occupancies summed per class in a fixed order (the blank:
+                   a tree over the block; each distinct label: its positions
+                   in ascending order, by one thread), then the whole gradient
+                   row written once, coalesced.  No float atomics anywhere, so
+                   the gradient is the same to the bit run after run.
 5. ``finish``      losses, zero_infinity and the reduction, in a fixed order.
+
+Only alpha and occupancy are sequential in time, so they do the least per
+frame: each thread keeps the labels of its first _K states in registers and
+loads the next frame's emissions before the barrier, so that their latency
+overlaps it; the per-class sums run in the fully parallel grad_rows.
 
 Extra device memory with a gradient: the packed table (for float32 input the
 same bytes as torch's log_alpha + log_beta, which are padded to max T x max L
@@ -34,12 +38,21 @@ import numpy as np
 from numba import cuda
 
 _NEG_INF = -math.inf
+# States per thread whose labels and next emissions live in registers; a
+# block has enough threads for _K * threads >= L up to S = 4095.
+_K = 8
 
 
-def threads_per_block(sim):
-    # the simulator makes an OS thread per CUDA thread: keep its blocks small
-    # (fewer threads than states also tests the strided loops)
-    return 4 if sim else 256
+def threads_per_block(sim, L=0):
+    """Threads for the per-sequence kernels: 256, or up to 1024 so that the
+    register cache covers L states.  The simulator makes an OS thread per CUDA
+    thread: 4 there (fewer than the states, which tests the strided loops)."""
+    if sim:
+        return 4
+    nt = 256
+    while nt < 1024 and nt * _K < L:
+        nt *= 2
+    return nt
 
 
 @cuda.jit(device=True, inline=True)
@@ -86,6 +99,33 @@ def nan_scan(log_probs, lengths, rows, row_flags, seq_flags):
             cuda.atomic.max(seq_flags, n, 1)
 
 
+@cuda.jit(device=True, inline=True)
+def _cache_labels(targets, off, blank, L, tid, nt, lab, skp):
+    """The labels and skip flags of this thread's first _K states
+    (s = tid + k * nt), kept in registers for all frames."""
+    for k in range(_K):
+        s = tid + k * nt
+        if s < L:
+            lab[k] = _label(targets, off, blank, s)
+            skp[k] = _skip(targets, off, s)
+
+
+@cuda.jit(device=True, inline=True)
+def _prefetch(log_probs, t, n, L, tid, nt, lab, emit):
+    """Load frame t's emissions of this thread's cached states: used after
+    the next barrier, so the loads' latency overlaps it."""
+    for k in range(_K):
+        if tid + k * nt < L:
+            emit[k] = log_probs[t, n, lab[k]]
+
+
+@cuda.jit(device=True, inline=True)
+def _alpha_state(table, prev, s, skip, e):
+    a1 = table[prev + s - 1] if s >= 1 else _NEG_INF
+    a2 = table[prev + s - 2] if skip else _NEG_INF
+    return _lse3(table[prev + s], a1, a2) + e
+
+
 @cuda.jit(cache=True)
 def alpha(log_probs, targets, offsets, input_lengths, target_lengths, blank,
           table, row_base, full, logp):
@@ -93,7 +133,10 @@ def alpha(log_probs, targets, offsets, input_lengths, target_lengths, blank,
 
     Row t of sequence n starts at row_base[n] + t * L when ``full`` (every
     row kept for the backward pass), at row_base[n] + (t % 2) * L otherwise.
-    One block per sequence."""
+    One block per sequence, one barrier per frame."""
+    lab = cuda.local.array(_K, np.int64)
+    skp = cuda.local.array(_K, np.bool_)
+    emit = cuda.local.array(_K, np.float64)
     n = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -106,39 +149,58 @@ def alpha(log_probs, targets, offsets, input_lengths, target_lengths, blank,
         if tid == 0:
             logp[n] = 0.0 if S == 0 else _NEG_INF
         return
+    _cache_labels(targets, off, blank, L, tid, nt, lab, skp)
     for s in range(tid, L, nt):
         table[base + s] = log_probs[0, n, _label(targets, off, blank, s)] if s < 2 else _NEG_INF
+    if Tn > 1:
+        _prefetch(log_probs, 1, n, L, tid, nt, lab, emit)
     cuda.syncthreads()
     cur = base
     for t in range(1, Tn):
         prev = cur
         cur = base + (t if full else t % 2) * L
-        for s in range(tid, L, nt):
-            a0 = table[prev + s]
-            a1 = table[prev + s - 1] if s >= 1 else _NEG_INF
-            a2 = table[prev + s - 2] if _skip(targets, off, s) else _NEG_INF
+        for k in range(_K):
+            s = tid + k * nt
+            if s < L:
+                table[cur + s] = _alpha_state(table, prev, s, skp[k], emit[k])
+        for s in range(tid + _K * nt, L, nt):  # states past the register cache
             e = log_probs[t, n, _label(targets, off, blank, s)]
-            table[cur + s] = _lse3(a0, a1, a2) + e
+            table[cur + s] = _alpha_state(table, prev, s, _skip(targets, off, s), e)
+        if t + 1 < Tn:
+            _prefetch(log_probs, t + 1, n, L, tid, nt, lab, emit)
         cuda.syncthreads()
     if tid == 0:
         logp[n] = _lse3(table[cur + L - 1], table[cur + L - 2] if L > 1 else _NEG_INF,
                         _NEG_INF)
 
 
+@cuda.jit(device=True, inline=True)
+def _occupancy_state(targets, off, log_probs, table, nxt, here, row, t, n, Tn, L, s, lab_s,
+                     e, lp_n):
+    """beta[t, s] (emission at t excluded) from the next frame's row; stores
+    it plus the emission in here[s], and the occupancy over alpha[t, s]."""
+    if t == Tn - 1:
+        b = 0.0 if s >= L - 2 else _NEG_INF
+    else:
+        b1 = nxt[s + 1] if s + 1 < L else _NEG_INF
+        b2 = nxt[s + 2] if s + 2 < L and _skip(targets, off, s + 2) else _NEG_INF
+        b = _lse3(nxt[s], b1, b2)
+    here[s] = b + e
+    table[row + s] = math.exp(table[row + s] + b - lp_n)
+
+
 @cuda.jit(cache=True)
 def occupancy(log_probs, targets, offsets, input_lengths, target_lengths, blank,
-              table, row_base, logp, seq_flags, beta, seg_first, seg_ptr, seg_pos):
-    """Per frame, the occupancy summed per class, over the alpha table:
-    the even places of row t of sequence n take the sums: segment j's at 2 j,
-    the blank's at L - 1.
+              table, row_base, logp, seq_flags, beta):
+    """Overwrite each alpha row with the state occupancies
+    exp(alpha + beta - log P), frames in reverse; grad_rows sums them per class.
 
-    beta : (N, 2, Lmax) float64 work rows.  Segments of sequence n are
-    seg_first[n] .. seg_first[n + 1] - 1; segment g's label positions
-    (ascending) are seg_pos[seg_ptr[g] : seg_ptr[g + 1]].
-    Sequences with a NaN or an impossible target are skipped (their rows are
-    written by grad_rows from the loss alone).  One block per sequence; the
-    block must have a power-of-two number of threads, at most 1024."""
-    part = cuda.shared.array(1024, np.float64)
+    beta : (N, 2, Lmax) float64 work rows.  Sequences with a NaN or an
+    impossible target are skipped (grad_rows writes their rows from the loss
+    alone).  One block per sequence, one barrier per frame."""
+    lab = cuda.local.array(_K, np.int64)
+    skp = cuda.local.array(_K, np.bool_)
+    emit = cuda.local.array(_K, np.float64)
     n = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
@@ -150,23 +212,57 @@ def occupancy(log_probs, targets, offsets, input_lengths, target_lengths, blank,
     L = 2 * S + 1
     off = offsets[n]
     base = row_base[n]
-    g0 = seg_first[n]
-    nseg = seg_first[n + 1] - g0
+    _cache_labels(targets, off, blank, L, tid, nt, lab, skp)
+    _prefetch(log_probs, Tn - 1, n, L, tid, nt, lab, emit)
     for t in range(Tn - 1, -1, -1):
         row = base + t * L
         nxt = beta[n, (t + 1) % 2]
         here = beta[n, t % 2]
-        # here[s] = beta[t, s] + emission at t; beta[t, s] excludes it
-        for s in range(tid, L, nt):
-            if t == Tn - 1:
-                b = 0.0 if s >= L - 2 else _NEG_INF
-            else:
-                b1 = nxt[s + 1] if s + 1 < L else _NEG_INF
-                b2 = nxt[s + 2] if s + 2 < L and _skip(targets, off, s + 2) else _NEG_INF
-                b = _lse3(nxt[s], b1, b2)
-            here[s] = b + log_probs[t, n, _label(targets, off, blank, s)]
-            table[row + s] = math.exp(table[row + s] + b - lp_n)
+        for k in range(_K):
+            s = tid + k * nt
+            if s < L:
+                _occupancy_state(targets, off, log_probs, table, nxt, here, row, t, n, Tn, L,
+                                 s, lab[k], emit[k], lp_n)
+        for s in range(tid + _K * nt, L, nt):
+            lab_s = _label(targets, off, blank, s)
+            _occupancy_state(targets, off, log_probs, table, nxt, here, row, t, n, Tn, L,
+                             s, lab_s, log_probs[t, n, lab_s], lp_n)
+        if t > 0:
+            _prefetch(log_probs, t - 1, n, L, tid, nt, lab, emit)
         cuda.syncthreads()
+
+
+@cuda.jit(cache=True)
+def grad_rows(table, row_base, target_lengths, input_lengths, seg_first, seg_ptr, seg_pos,
+              class_slot, logp, seq_flags, weight, zero_infinity, grad):
+    """grad[t, n, c] = -weight[n] * (occupancy of class c at frame t).
+
+    Per row: the blank's states (even s) are summed by a fixed-order tree
+    over the block; then, their places free, segment j (a distinct label;
+    its positions, ascending, are seg_pos[seg_ptr[g]:seg_ptr[g + 1]] for
+    g = seg_first[n] + j) is summed into place 2 j and the blank into L - 1;
+    class_slot[n, c] names the place of class c, or -1.  Then the row of
+    grad is written once.  Zero past each input length; NaN on the valid
+    frames of a sequence with a NaN, or with an impossible target unless
+    zero_infinity.  Blocks (a power of two threads, <= 1024) take rows in turn."""
+    part = cuda.shared.array(1024, np.float64)
+    T, N, C = grad.shape
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    for r in range(cuda.blockIdx.x, T * N, cuda.gridDim.x):
+        t = r // N
+        n = r % N
+        if t >= input_lengths[n]:
+            for c in range(tid, C, nt):
+                grad[t, n, c] = 0.0
+            continue
+        if seq_flags[n] != 0 or not logp[n] > _NEG_INF:
+            v = 0.0 if zero_infinity and seq_flags[n] == 0 else math.nan
+            for c in range(tid, C, nt):
+                grad[t, n, c] = v
+            continue
+        L = 2 * target_lengths[n] + 1
+        row = row_base[n] + t * L
         acc = 0.0
         for s in range(2 * tid, L, 2 * nt):
             acc += table[row + s]
@@ -178,9 +274,8 @@ def occupancy(log_probs, targets, offsets, input_lengths, target_lengths, blank,
                 part[tid] += part[tid + width]
             cuda.syncthreads()
             width //= 2
-        # the blank's states (even s) are summed: their places now take the
-        # class sums, while the labels' (odd s) are read
-        for j in range(tid, nseg, nt):
+        g0 = seg_first[n]
+        for j in range(tid, seg_first[n + 1] - g0, nt):
             g = g0 + j
             seg = 0.0
             for p in range(seg_ptr[g], seg_ptr[g + 1]):
@@ -189,32 +284,11 @@ def occupancy(log_probs, targets, offsets, input_lengths, target_lengths, blank,
         if tid == 0:
             table[row + L - 1] = part[0]
         cuda.syncthreads()
-
-
-@cuda.jit(cache=True)
-def grad_rows(table, row_base, target_lengths, input_lengths, class_slot, logp,
-              seq_flags, weight, zero_infinity, grad):
-    """grad[t, n, c] = -weight[n] * (occupancy of class c at t): the place
-    class_slot[n, c] of the row, or 0 where it is -1.  Zero past each input
-    length; NaN on the valid frames of a sequence with a NaN, or with an
-    impossible target unless zero_infinity.  Blocks take rows in turn."""
-    T, N, C = grad.shape
-    for r in range(cuda.blockIdx.x, T * N, cuda.gridDim.x):
-        t = r // N
-        n = r % N
-        if t >= input_lengths[n]:
-            for c in range(cuda.threadIdx.x, C, cuda.blockDim.x):
-                grad[t, n, c] = 0.0
-        elif seq_flags[n] != 0 or not logp[n] > _NEG_INF:
-            v = 0.0 if zero_infinity and seq_flags[n] == 0 else math.nan
-            for c in range(cuda.threadIdx.x, C, cuda.blockDim.x):
-                grad[t, n, c] = v
-        else:
-            row = row_base[n] + t * (2 * target_lengths[n] + 1)
-            w = weight[n]
-            for c in range(cuda.threadIdx.x, C, cuda.blockDim.x):
-                k = class_slot[n, c]
-                grad[t, n, c] = -w * table[row + k] if k >= 0 else 0.0
+        w = weight[n]
+        for c in range(tid, C, nt):
+            k = class_slot[n, c]
+            grad[t, n, c] = -w * table[row + k] if k >= 0 else 0.0
+        cuda.syncthreads()  # part[] is reused by the next row
 
 
 @cuda.jit(cache=True)
@@ -300,9 +374,9 @@ def ctc_loss(dev, lp, flat, offsets, il, tl, blank, weight, reduce, zero_infinit
     caller's kind, (N,) or (1,) when ``reduce``; grad (T, N, C) or None.
     """
     T, N, C = lp.shape
-    nt = threads_per_block(dev.sim)
     L = 2 * tl + 1
     Lmax = int(L.max())
+    nt = threads_per_block(dev.sim, Lmax)
     up = dev.upload
     d_flat = up(flat if flat.size else np.zeros(1, np.int64))
     d_off, d_il, d_tl, d_w = up(offsets), up(il), up(tl), up(weight)
@@ -320,16 +394,17 @@ def ctc_loss(dev, lp, flat, offsets, il, tl, blank, weight, reduce, zero_infinit
                              want_grad, logp)
     grad = None
     if want_grad:
-        seg_first, seg_ptr, seg_pos, class_slot = segments(flat, offsets, tl, blank, C)
         beta = dev.scratch((N, 2, Lmax), np.float64)
-        occupancy[N, nt, dev.stream](
-            lp, d_flat, d_off, d_il, d_tl, blank, table, d_base, logp, seq_flags, beta,
-            up(seg_first), up(seg_ptr), up(seg_pos if seg_pos.size else np.zeros(1, np.int64)))
+        occupancy[N, nt, dev.stream](lp, d_flat, d_off, d_il, d_tl, blank, table, d_base,
+                                     logp, seq_flags, beta)
+        seg_first, seg_ptr, seg_pos, class_slot = segments(flat, offsets, tl, blank, C)
         grad, g = dev.empty((T, N, C), lp.dtype)
         if T > 0:
-            grad_rows[row_launch(dev, T * N, C) + (dev.stream,)](
-                table, d_base, d_tl, d_il, up(class_slot), logp, seq_flags, d_w,
-                zero_infinity, g)
+            blocks, rt = row_launch(dev, T * N, max(C, Lmax // 2))
+            grad_rows[blocks, rt, dev.stream](
+                table, d_base, d_tl, d_il, up(seg_first), up(seg_ptr),
+                up(seg_pos if seg_pos.size else np.zeros(1, np.int64)), up(class_slot), logp,
+                seq_flags, d_w, zero_infinity, g)
     loss, out = dev.empty((1,) if reduce else (N,), lp.dtype)
     finish[1, 1, dev.stream](logp, seq_flags, d_w, zero_infinity, reduce, out)
     return loss, grad
