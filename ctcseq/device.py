@@ -115,13 +115,14 @@ class Device:
     def empty(self, shape, dtype):
         """(result, view): a new device array of the caller's kind and a Numba
         view of it.  Allocated from the framework's own pool where there is one."""
+        empty = int(np.prod(shape)) == 0  # no memory to view: kernels skip these
         if self.kind == "torch":
             t = self._torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype).name],
                                   device=self.device)
-            return t, self.cuda.as_cuda_array(t, sync=False)
+            return t, None if empty else self.cuda.as_cuda_array(t, sync=False)
         if self._cupy is not None:
             a = self._cupy.empty(shape, dtype=dtype)
-            return a, self.cuda.as_cuda_array(a, sync=False)
+            return a, None if empty else self.cuda.as_cuda_array(a, sync=False)
         a = self.cuda.device_array(shape, dtype=dtype, stream=self.stream)
         return a, a
 
@@ -130,7 +131,7 @@ class Device:
         return self.empty(shape, dtype)[1]
 
     def upload(self, host):
-        """Copy a (small) host array to the device."""
+        """Copy a (small, non-empty) host array to the device."""
         host = np.ascontiguousarray(host)
         if self.kind == "torch" or self._cupy is not None:
             d = self.scratch(host.shape, host.dtype)

@@ -181,3 +181,12 @@ def test_cpu_users_never_import_numba_cuda():
             "ctcseq.ctc_loss_grad(lp, [[1, 2]], [4], [2]); ctcseq.greedy_decode(lp)\n"
             "assert 'numba.cuda' not in sys.modules, 'numba.cuda was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_no_frames_at_all():
+    lp = np.zeros((0, 2, 4))
+    want = ctc_loss_grad(lp, [[1], [2]], [0, 0], [0, 1], reduction="none")
+    loss, grad = ctc_loss_grad(cuda.to_device(lp), [[1], [2]], [0, 0], [0, 1], reduction="none")
+    np.testing.assert_array_equal(host(loss), want[0])
+    assert grad.shape == (0, 2, 4)
+    assert greedy_decode(cuda.to_device(lp)) == [[], []]

@@ -357,7 +357,7 @@ def scan_nan(dev, lp, il_dev, rows=False):
     flags of NaN on valid frames."""
     T, N, C = lp.shape
     seq_flags = dev.upload(np.zeros(N, np.int32))
-    row_flags = dev.upload(np.zeros((T, N) if rows else (1, 1), np.int8))
+    row_flags = dev.upload(np.zeros((max(T, 1), N) if rows else (1, 1), np.int8))
     if T > 0:
         blocks, nt = row_launch(dev, T * N, C)
         nan_scan[blocks, nt, dev.stream](lp, il_dev, rows, row_flags, seq_flags)

@@ -133,13 +133,14 @@ def greedy_rows(dev, lp, il):
     """Host (T, N) int64 best classes, (T, N) float64 their log-probabilities
     and (T, N) int8 NaN flags, for frames t < il[n]."""
     T, N, C = lp.shape
-    best = dev.upload(np.zeros((T, N), np.int64))
-    value = dev.upload(np.zeros((T, N), np.float64))
-    nan_rows = dev.upload(np.zeros((T, N), np.int8))
+    rows = (max(T, 1), N)  # T = 0: nothing to decode, but no empty device arrays
+    best = dev.upload(np.zeros(rows, np.int64))
+    value = dev.upload(np.zeros(rows, np.float64))
+    nan_rows = dev.upload(np.zeros(rows, np.int8))
     if T > 0:
         argmax_rows[row_launch(dev, T * N, C) + (dev.stream,)](
             lp, dev.upload(il), best, value, nan_rows)
-    return dev.download(best), dev.download(value), dev.download(nan_rows)
+    return dev.download(best)[:T], dev.download(value)[:T], dev.download(nan_rows)[:T]
 
 
 def viterbi_align(dev, lp, flat, offsets, il, tl, blank):
