@@ -139,8 +139,9 @@ def ctc_loss_grad(log_probs, targets, input_lengths, target_lengths, blank=0,
         torch's ``ctc_loss`` backward returns instead
         ``w[n] * (exp(log_probs) - gamma)``, which is the gradient with
         respect to the logits when log_probs is their log-softmax: add
-        ``w[n] * exp(log_probs)`` on valid frames to obtain it.  Both give
-        the same logits gradient once passed back through a log-softmax.
+        ``w[n] * exp(log_probs)`` on valid frames to obtain it, except for
+        the sequences that ``zero_infinity`` zeroed (zero in both).  Both
+        give the same logits gradient once passed back through a log-softmax.
     """
     return _run(log_probs, targets, input_lengths, target_lengths, blank,
                 reduction, zero_infinity, want_grad=True)
