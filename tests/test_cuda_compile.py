@@ -4,7 +4,9 @@ The simulator runs kernels as Python, so it cannot catch what only Numba's
 CUDA compiler rejects (typing, unsupported calls).  Here each kernel is
 compiled, in a subprocess without the simulator, for the argument types the
 host code passes, for the H100/H200 (sm_90) and the A100 (sm_80).  Needs
-NVVM: ``pip install "numba-cuda[cu13]"``.
+NVVM: ``pip install "numba-cuda[cu13]"``.  Kernels that synchronise the
+whole grid (kernels/lstm_cuda.py) are left out: Numba needs a CUDA driver to
+compile those, so they are compiled on a GPU only.
 """
 import os
 import subprocess
