@@ -115,3 +115,34 @@ def test_cupy_arrays_in_and_out():
     assert isinstance(grad, cp.ndarray)
     want = ctcseq.ctc_loss_grad(lp, tg, il, tl)
     np.testing.assert_allclose(cp.asnumpy(grad), want[1], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-9), (np.float32, 1e-3)])
+def test_lstm_time_loop_matches_cpu_with_many_blocks(dtype, rtol):
+    from ctcseq.kernels import lstm_cpu, lstm_cuda
+    rng = np.random.default_rng(7)
+    T, N, H = 120, 16, 250
+    gx = rng.standard_normal((T, N, 4 * H)).astype(dtype)
+    whh = (0.1 * rng.standard_normal((4 * H, H))).astype(dtype)
+    peep = (0.3 * rng.standard_normal((3, H))).astype(dtype)
+    lengths = rng.integers(T // 2, T + 1, size=N)
+    lengths[0] = T
+    dy = rng.standard_normal((T, N, 2 * H)).astype(dtype)
+    for reverse in (False, True):
+        col0 = H if reverse else 0
+        y, c, g = (np.zeros(s, dtype) for s in ((T, N, 2 * H), (T, N, H), (T, N, 4 * H)))
+        da, dp = np.zeros((T, N, 4 * H), dtype), np.zeros((3, H))
+        lstm_cpu.lstm_forward_dir(gx, 0, whh, peep, lengths, reverse, y, col0, c, g)
+        lstm_cpu.lstm_backward_dir(dy, col0, g, c, np.ascontiguousarray(whh.T), peep, lengths,
+                                   reverse, da, 0, dp)
+        d = [cuda.to_device(np.zeros_like(a)) for a in (y, c, g, da, dp)]
+        lstm_cuda.lstm_forward_dir(on_device(gx), 0, on_device(whh), on_device(peep), lengths,
+                                   reverse, d[0], col0, d[1], d[2])
+        lstm_cuda.lstm_backward_dir(on_device(dy), col0, d[2], d[1], on_device(whh),
+                                    on_device(peep), lengths, reverse, d[3], 0, d[4])
+        for want, got in zip((y, c, g, da, dp), d):
+            got = got.copy_to_host()
+            for n, L in enumerate(lengths):
+                np.testing.assert_allclose(got[:L, n] if got.ndim == 3 else got,
+                                           want[:L, n] if want.ndim == 3 else want,
+                                           rtol=rtol, atol=rtol)
