@@ -1,20 +1,26 @@
-"""The ``ctcseq`` command line: prepare, features, train, decode, align, eval.
+"""The ``ctcseq`` command line: prepare, features, train, forward, decode,
+align, eval.
 
-User errors (a missing file, a bad setting, malformed data) end with a
-one-line message on stderr and exit status 2, never a traceback.
+User errors (a missing file, a bad setting, malformed data: a
+:class:`ctcseq.errors.CtcseqError`, or a missing or unreadable file the user
+named) end with a one-line message on stderr and exit status 2.  Anything
+else is a bug and shows its traceback; ``ctcseq --debug COMMAND ...`` shows
+the traceback of user errors too.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
+from .errors import CtcseqError, DataError, UserError
+
 EXIT_USAGE = 2
 
-
-class UserError(Exception):
-    """Reported as one line; exit status 2."""
+# OSErrors that mean "the file the user named is not there / not usable"
+_USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 # -- prepare -------------------------------------------------------------------
@@ -23,20 +29,42 @@ def cmd_prepare(args, rest):
     if args.corpus not in ("synth", "timit", "librispeech", "folder"):
         raise UserError(f"unknown corpus {args.corpus!r}")
     import importlib
-    # each builder parses its own options; its ValueErrors become one-line errors in main
-    return importlib.import_module(f"data_prep.{args.corpus}").main(rest)
+    builder = importlib.import_module(f"data_prep.{args.corpus}")
+    # each builder parses its own options and, by its documented contract,
+    # raises ValueError for bad arguments and bad corpus files (as its own
+    # 'python -m data_prep.X' entry point reports them): one line here too
+    try:
+        return builder.main(rest)
+    except ValueError as e:
+        if isinstance(e, CtcseqError):
+            raise
+        raise UserError(str(e)) from e
 
 
 # -- features ------------------------------------------------------------------
 
 def _feature_config(args):
     from .features import FeatureConfig
+    # FeatureConfig checks its settings with plain ValueErrors: here they are
+    # the user's options or --config file
     if args.config:
-        with open(args.config) as f:
-            return FeatureConfig.from_dict(json.load(f))
-    return FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels,
-                         n_mfcc=args.n_mfcc, energy=not args.no_energy, deltas=args.deltas,
-                         win_ms=args.win_ms, hop_ms=args.hop_ms)
+        with open(args.config, encoding="utf-8") as f:
+            try:
+                d = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DataError(f"--config {args.config}: not a JSON file ({e})") from None
+        if not isinstance(d, dict):
+            raise DataError(f"--config {args.config}: expected a JSON object of settings")
+        try:
+            return FeatureConfig.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"--config {args.config}: {e}") from None
+    try:
+        return FeatureConfig(kind=args.kind, sample_rate=args.sample_rate, n_mels=args.n_mels,
+                             n_mfcc=args.n_mfcc, energy=not args.no_energy,
+                             deltas=args.deltas, win_ms=args.win_ms, hop_ms=args.hop_ms)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def cmd_features(args, rest):
@@ -61,10 +89,16 @@ def cmd_train(args, rest):
     from .extract import FeatureStore
     from .features import Normalizer
     from .model import CTCModel
+    from .progress import format_duration
     from .train import TrainConfig, Trainer
 
     if args.threads:
+        if not 1 <= args.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise UserError(f"--threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], "
+                            f"got {args.threads}")
         numba.set_num_threads(args.threads)
+    if args.dev_data and not args.dev_feats:
+        raise UserError("--dev-data needs --dev-feats, its feature directory")
     ckpt = os.path.join(args.out, "checkpoint.npz")
     if os.path.exists(ckpt) and not args.resume:
         raise UserError(f"{ckpt} exists: pass --resume to continue that run, or choose "
@@ -72,6 +106,9 @@ def cmd_train(args, rest):
     train_text = read_text(os.path.join(args.train_data, args.text))
     vocab = vocabulary_from_texts([train_text], args.symbols)
     store = FeatureStore(args.train_feats)
+    if args.dev_data and FeatureStore(args.dev_feats).config != store.config:
+        raise UserError(f"--dev-feats {args.dev_feats} holds features made with other "
+                        f"settings than --train-feats {args.train_feats}")
     # settings checked before the (slow) reading of the features
     cfg = TrainConfig(optimizer=args.optimizer, lr=args.lr, lr_decay=args.lr_decay,
                       momentum=args.momentum,
@@ -85,13 +122,17 @@ def cmd_train(args, rest):
     utt2spk = read_table(os.path.join(args.train_data, "utt2spk"))
     # read the training features once: fit the statistics on them, then normalise
     train, skipped = load_examples(args.train_data, args.train_feats, vocab, None, args.text)
+    if not train:
+        raise DataError(f"none of the {len(skipped)} utterances of "
+                        f"{os.path.join(args.train_data, args.text)} has features in "
+                        f"{args.train_feats}")
     norm = Normalizer("speaker" if args.per_speaker_cmvn else args.cmvn).fit(
         (e.feats, utt2spk.get(e.utt)) for e in train)
     for e in train:
         e.feats = norm(e.feats, utt2spk.get(e.utt))
-    dev = []
+    dev, dev_skipped = [], []
     if args.dev_data:
-        dev, _ = load_examples(args.dev_data, args.dev_feats, vocab, None, args.text)
+        dev, dev_skipped = load_examples(args.dev_data, args.dev_feats, vocab, None, args.text)
         dev_spk = read_table(os.path.join(args.dev_data, "utt2spk"))
         # dev speakers are new: in speaker mode they get their own statistics,
         # as test speakers will at decoding time (not stored with the model)
@@ -106,9 +147,11 @@ def cmd_train(args, rest):
                                "text": args.text})
     n_weights = sum(p.size for p in model.params.values())
     frames = sum(e.feats.shape[0] for e in train)
-    print(f"train: {len(train)} utterances ({frames / 360000:.2f} h), dev: {len(dev)}, "
+    print(f"train: {len(train)} utterances "
+          f"({format_duration(frames * store.config.hop_ms / 1000)}), dev: {len(dev)}, "
           f"{len(vocab)} classes, {n_weights / 1e6:.2f}M weights"
-          + (f"; {len(skipped)} without features skipped" if skipped else ""))
+          + (f"; {len(skipped)} without features skipped" if skipped else "")
+          + (f"; {len(dev_skipped)} dev without features skipped" if dev_skipped else ""))
     if args.lm_order:
         from .lm import train_token_lm
         lm = train_token_lm([e.labels for e in train], len(vocab), order=args.lm_order)
@@ -119,12 +162,21 @@ def cmd_train(args, rest):
     trainer = Trainer(model, train, dev, args.out, cfg, progress=not args.quiet)
     if args.resume and trainer.resume():
         st = trainer.state
-        print(f"resuming at epoch {st['epoch'] + 1}, batch {st['batch']}")
+        if st["done"] or st["epoch"] >= cfg.max_epochs:
+            print(f"the run in {args.out} has finished ({st['epoch']} epochs"
+                  + (", early stop" if st["done"] else "")
+                  + "): nothing to do" + ("" if st["done"] else
+                                          "; a larger --epochs extends it"))
+        else:
+            print(f"resuming at epoch {st['epoch'] + 1}, batch {st['batch']}")
     history = trainer.run()
     best = trainer.state["best_dev_err"]
+    skipped = sum(h.get("skipped_updates", 0) for h in history)
     print(f"done: {len(history)} epochs; best model {os.path.join(args.out, 'best.npz')}"
           + (f" (dev error {100 * best:.2f}% at epoch {trainer.state['best_epoch']})"
-             if dev and best is not None else ""))
+             if dev and best is not None else "")
+          + (f"; {skipped} updates skipped in all (non-finite loss or gradient)"
+             if skipped else ""))
     return 0
 
 
@@ -139,8 +191,10 @@ def _load_model(path):
         cfg = FeatureConfig.from_dict(feats["config"])
         norm = Normalizer.from_dict(feats["normalizer"])
     except (KeyError, TypeError) as e:
-        raise UserError(f"{path}: the model carries no feature settings ({e}); it was not "
+        raise DataError(f"{path}: the model carries no feature settings ({e}); it was not "
                         f"trained with 'ctcseq train'") from None
+    except ValueError as e:   # FeatureConfig / Normalizer checks: the file's content
+        raise DataError(f"{path}: the model's feature settings are invalid: {e}") from None
     return model, cfg, norm
 
 
@@ -156,7 +210,8 @@ def _model_feats(path, cfg):
 def _write_lines(lines, path):
     """To the file ``path``, or to stdout when path is None."""
     if path:
-        with open(path, "w") as f:
+        from .datadir import atomic_write
+        with atomic_write(path, "w", durable=False, encoding="utf-8") as f:
             f.writelines(line + "\n" for line in lines)
     else:
         for line in lines:
@@ -167,6 +222,11 @@ def _make_decoder(args, model):
     """(log_probs, lengths) -> list of label lists: greedy, or beam search
     with an optional language model."""
     from .decode import beam_search, greedy_decode
+    if args.beam < 0:
+        raise UserError(f"--beam must be >= 0 (0: greedy), got {args.beam}")
+    for name in ("alpha", "beta"):
+        if not math.isfinite(getattr(args, name)):
+            raise UserError(f"--{name} must be a finite number, got {getattr(args, name)}")
     if not args.beam:
         if args.lm:
             raise UserError("--lm needs beam search: add --beam N")
@@ -180,6 +240,10 @@ def _make_decoder(args, model):
                         lexicon=args.lexicon)
         else:
             lm = TokenLM.load(args.lm)
+            if (lm.num_classes, lm.blank) != (model.num_classes, model.blank):
+                raise UserError(f"--lm {args.lm} was trained for {lm.num_classes} classes "
+                                f"with blank {lm.blank}; the model has {model.num_classes} "
+                                f"with blank {model.blank} (an LM of another model?)")
 
     def decode(lp, lengths):
         hyps = beam_search(lp, lengths, beam_width=args.beam, blank=model.blank, lm=lm,
@@ -216,6 +280,84 @@ def _batched_log_probs(model, norm, items, batch_frames=20000):
         yield [e.utt for e in batch], model.log_probs(x, lengths), model.output_lengths(lengths)
 
 
+def _file_digest(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _feats_log_probs(args, model, cfg, norm):
+    """{utt: (T', C) log-probabilities} of --feats, one batched forward pass."""
+    store = _model_feats(args.feats, cfg)
+    keys = sorted(store.keys())
+    spk = _speakers(args, keys, norm, store.__getitem__)
+    out = {}
+    for batch, lp, lengths in _batched_log_probs(model, norm,
+                                                 [(u, store[u], spk[u]) for u in keys]):
+        for n, key in enumerate(batch):
+            out[key] = lp[:lengths[n], n]
+    return out
+
+
+def _load_log_probs(path, model_path, model):
+    """The archive of ``ctcseq forward``, checked against the model."""
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+            lps = {k: z[k] for k in z.files if k != "__meta__"}
+    except (KeyError, ValueError, OSError) as e:
+        if isinstance(e, _USER_OS_ERRORS):
+            raise
+        raise DataError(f"{path}: not a log-probabilities file of 'ctcseq forward' "
+                        f"({' '.join(str(e).split())})") from None
+    if meta.get("model_sha256") != _file_digest(model_path):
+        raise UserError(f"{path} was computed with another model than {model_path} "
+                        f"({meta.get('model')}); run 'ctcseq forward' again")
+    for k, lp in lps.items():
+        if lp.ndim != 2 or lp.shape[1] != model.num_classes:
+            raise DataError(f"{path}: {k} has shape {lp.shape}, not (T, {model.num_classes})")
+    return lps
+
+
+def _batched_saved(lps, batch_frames=20000):
+    """(keys, (T, N, C) log_probs, lengths) batches of an archive's utterances,
+    padded; batches of similar length, as _batched_log_probs makes them."""
+    import numpy as np
+    from .train import make_batches
+    keys = sorted(lps)
+    for idx in make_batches([lps[k].shape[0] for k in keys], batch_frames,
+                            np.random.default_rng(0)):
+        batch = [keys[i] for i in idx]
+        lengths = np.array([lps[k].shape[0] for k in batch], np.int64)
+        x = np.zeros((int(lengths.max()), len(batch), lps[batch[0]].shape[1]),
+                     lps[batch[0]].dtype)
+        for n, k in enumerate(batch):
+            x[:lengths[n], n] = lps[k]
+        yield batch, x, lengths
+
+
+def cmd_forward(args, rest):
+    import io
+
+    import numpy as np
+    from .datadir import atomic_write
+    model, cfg, norm = _load_model(args.model)
+    lps = _feats_log_probs(args, model, cfg, norm)
+    meta = dict(model=os.path.abspath(args.model), model_sha256=_file_digest(args.model),
+                feats=os.path.abspath(args.feats), utt2spk=args.utt2spk)
+    buf = io.BytesIO()
+    np.savez(buf, __meta__=np.array(json.dumps(meta)), **lps)
+    with atomic_write(args.out, "wb") as f:
+        f.write(buf.getvalue())
+    print(f"ctcseq forward: {len(lps)} utterances, "
+          f"{sum(v.shape[0] for v in lps.values())} steps -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def _decode_feats(model, norm, items, decoder):
     """items: list of (key, feats, speaker) -> {key: [symbols]}."""
     out = {}
@@ -229,7 +371,17 @@ def cmd_decode(args, rest):
     from .features import AudioError, compute_features, load_audio
     model, cfg, norm = _load_model(args.model)
     decoder = _make_decoder(args, model)
-    if args.feats:
+    if args.log_probs:
+        if args.feats or args.audio:
+            raise UserError("--log-probs replaces --feats and audio files: give one of them")
+        lps = _load_log_probs(args.log_probs, args.model, model)
+        hyps = {}
+        for keys, lp, lengths in _batched_saved(lps):
+            for key, labels in zip(keys, decoder(lp, lengths)):
+                hyps[key] = [model.vocabulary[c] for c in labels]
+        lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
+        failures = 0
+    elif args.feats:
         store = _model_feats(args.feats, cfg)
         keys = sorted(store.keys())
         spk = _speakers(args, keys, norm, store.__getitem__)
@@ -261,20 +413,41 @@ def cmd_align(args, rest):
     import numpy as np
     from .dataset import read_text
     from .decode import forced_align, to_ctm, word_spans
-    from .features import compute_features, load_audio
+    from .features import AudioError, compute_features, load_audio
     model, cfg, norm = _load_model(args.model)
     index = {s: i for i, s in enumerate(model.vocabulary)}
-    if args.feats:
+    saved = None
+    if args.log_probs:
+        if args.feats or args.audio:
+            raise UserError("--log-probs replaces --feats and audio files: give one of them")
+        saved = _load_log_probs(args.log_probs, args.model, model)
+    if args.feats or saved is not None:
+        source = args.feats or args.log_probs
         if not args.text:
-            raise UserError("--feats needs --text, the transcripts to align")
-        store = _model_feats(args.feats, cfg)
+            raise UserError(f"{'--feats' if args.feats else '--log-probs'} needs --text, "
+                            "the transcripts to align")
+        store = _model_feats(args.feats, cfg) if saved is None else saved
         texts = read_text(args.text)
+        missing = [u for u in sorted(texts) if u not in store]
+        if texts and len(missing) == len(texts):
+            raise DataError(f"no utterance of {args.text} has features in {source} "
+                            f"(another feature directory?)")
+        what = "features" if saved is None else "saved outputs"
+        for u in missing[:20]:
+            print(f"ctcseq align: {u}: no {what} in {source}", file=sys.stderr)
+        if len(missing) > 20:
+            print(f"ctcseq align: ... and {len(missing) - 20} more without {what}",
+                  file=sys.stderr)
         feats = {u: store[u] for u in sorted(texts) if u in store}
     else:
         if len(args.audio) != 1 or args.transcript is None:
             raise UserError("give one audio file and --transcript, or --feats and --text")
         path = args.audio[0]
-        feats = {path: compute_features(load_audio(path, cfg.sample_rate), cfg, name=path)}
+        missing = []
+        try:
+            feats = {path: compute_features(load_audio(path, cfg.sample_rate), cfg, name=path)}
+        except AudioError as e:   # a ValueError of ctcseq.features: the user's file
+            raise DataError(str(e)) from None
         texts = {path: args.transcript.split()}
     lexicon = None
     if args.lexicon:
@@ -284,13 +457,16 @@ def cmd_align(args, rest):
             lexicon.setdefault(word, toks)  # the first pronunciation
     shift = model.stride * cfg.hop_ms / 1000.0   # seconds per output step
     space = index.get("<space>")
-    spk = _speakers(args, list(feats), norm, feats.__getitem__)
-    log_probs = {}   # one batched forward pass, then align utterance by utterance
-    for keys, lp, lengths in _batched_log_probs(model, norm,
-                                                [(k, f, spk[k]) for k, f in feats.items()]):
-        for n, key in enumerate(keys):
-            log_probs[key] = lp[:lengths[n], n:n + 1]
-    lines, failures = [], 0
+    if saved is not None:
+        log_probs = {k: v[:, None] for k, v in feats.items()}
+    else:  # one batched forward pass, then align utterance by utterance
+        spk = _speakers(args, list(feats), norm, feats.__getitem__)
+        log_probs = {}
+        for keys, lp, lengths in _batched_log_probs(model, norm,
+                                                    [(k, f, spk[k]) for k, f in feats.items()]):
+            for n, key in enumerate(keys):
+                log_probs[key] = lp[:lengths[n], n:n + 1]
+    lines, failures = [], len(missing)
     for key in feats:
         symbols, words = texts[key], None
         if lexicon is not None:  # word transcripts: spell them with the lexicon
@@ -345,7 +521,10 @@ def cmd_eval(args, rest):
     fold_map = None
     if args.fold:
         fold_map = timit_fold_map(39 if args.fold == "timit39" else 48)
-    total, per = score(refs, hyps, fold_map)
+    try:   # score checks the two files against each other (plain ValueErrors)
+        total, per = score(refs, hyps, fold_map)
+    except ValueError as e:
+        raise DataError(f"{args.hyp} against {args.ref}: {e}") from None
     name = args.name
     print(f"{name} {100 * total.rate:.2f}% [ {total.errors} / {total.ref_len}, "
           f"{total.sub} sub, {total.dele} del, {total.ins} ins ] over {len(per)} utterances")
@@ -361,7 +540,8 @@ def cmd_eval(args, rest):
             print(f"{spk.ljust(width)}  {100 * c.rate:5.2f}%  {c.sub:3d}  {c.dele:3d}  "
                   f"{c.ins:3d}  {c.ref_len:6d}")
     if args.details:
-        with open(args.details, "w") as f:
+        from .datadir import atomic_write
+        with atomic_write(args.details, "w", durable=False, encoding="utf-8") as f:
             for utt, c in sorted(per.items()):
                 f.write(f"{utt} {100 * c.rate:.2f} {c.sub} {c.dele} {c.ins} {c.ref_len}\n")
     if args.worst:
@@ -388,8 +568,17 @@ def _add_speaker_options(parser):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="ctcseq", description="BiLSTM-CTC sequence labelling: "
-                                "prepare data, extract features, train, decode, score.")
+                                "prepare data, extract features, train, decode, score.",
+                                epilog="User errors end with one line on stderr and exit "
+                                "status 2; --debug shows their traceback too.")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of user errors too (bad settings, bad data), "
+                   "not only of bugs")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # --debug also after the command name ('prepare' hands its options to the builder)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of user errors too")
 
     pp = sub.add_parser("prepare", help="build a corpus as Kaldi-style data directories",
                         description="Build a corpus. 'synth' synthesises the default offline "
@@ -402,7 +591,8 @@ def build_parser():
                     help="which corpus")
     pp.set_defaults(func=cmd_prepare, passthrough=True)
 
-    pf = sub.add_parser("features", help="extract features of a data directory",
+    pf = sub.add_parser("features", parents=[debug],
+                        help="extract features of a data directory",
                         description="Extract features for every utterance of DATA's wav.scp "
                         "into OUT (parallel, resumable; unusable files are listed, not fatal).")
     pf.add_argument("data", help="data directory with wav.scp")
@@ -422,7 +612,7 @@ def build_parser():
     pf.add_argument("--quiet", action="store_true", help="no progress line")
     pf.set_defaults(func=cmd_features)
 
-    pt = sub.add_parser("train", help="train a BiLSTM-CTC model",
+    pt = sub.add_parser("train", parents=[debug], help="train a BiLSTM-CTC model",
                         description="Train a BiLSTM-CTC model; checkpoints every epoch (and "
                         "every --checkpoint-every batches) so --resume continues a killed run "
                         "exactly. Writes OUT/best.npz, OUT/train.jsonl, OUT/curves.png.")
@@ -488,13 +678,16 @@ def build_parser():
     pt.add_argument("--quiet", action="store_true", help="no progress line")
     pt.set_defaults(func=cmd_train)
 
-    pd = sub.add_parser("decode", help="transcribe audio files (or a feature directory)",
+    pd = sub.add_parser("decode", parents=[debug],
+                        help="transcribe audio files (or a feature directory)",
                         description="Transcribe audio files with a trained model: one line "
                         "'<file> <symbols>' per file. Files that cannot be read are reported "
                         "and skipped (exit status 1).")
     pd.add_argument("model", help="model file (best.npz from 'ctcseq train')")
     pd.add_argument("audio", nargs="*", help="audio files (any format soundfile reads)")
     pd.add_argument("--feats", help="decode a feature directory instead: '<utt> <symbols>' lines")
+    pd.add_argument("--log-probs", help="decode the network outputs that 'ctcseq forward' "
+                    "saved (of the same model) instead of running the network again")
     pd.add_argument("--out", help="write the lines to this file instead of stdout")
     pd.add_argument("--beam", type=int, default=0,
                     help="prefix beam search with this beam width (default 0: greedy)")
@@ -510,16 +703,34 @@ def build_parser():
     _add_speaker_options(pd)
     pd.set_defaults(func=cmd_decode)
 
-    pa = sub.add_parser("align", help="forced alignment: token (or word) times as CTM",
+    pw = sub.add_parser("forward", parents=[debug],
+                        help="save a model's log-probabilities of a feature directory",
+                        description="Run the network once over a feature directory and "
+                        "save its per-frame log-probabilities (an .npz archive, one array "
+                        "per utterance), so that several decodings and alignments of the "
+                        "same set ('ctcseq decode/align MODEL --log-probs FILE') need not "
+                        "run it again.")
+    pw.add_argument("model", help="model file (best.npz from 'ctcseq train')")
+    pw.add_argument("--feats", required=True, help="feature directory")
+    pw.add_argument("--out", required=True, help="archive to write (.npz)")
+    pw.add_argument("--utt2spk", help="'<utt> <speaker>' table, for a model trained with "
+                    "--cmvn speaker (as for decode)")
+    pw.set_defaults(func=cmd_forward, speaker=None)
+
+    pa = sub.add_parser("align", parents=[debug],
+                        help="forced alignment: token (or word) times as CTM",
                         description="Align transcripts to audio with a trained model "
                         "(Viterbi path through the CTC trellis) and write CTM lines "
                         "'<utt> 1 <start s> <duration s> <symbol>'. Transcripts too long "
-                        "for their audio are reported and skipped (exit status 1).")
+                        "for their audio, and transcripts without features, are reported "
+                        "and skipped (exit status 1).")
     pa.add_argument("model", help="model file (best.npz from 'ctcseq train')")
     pa.add_argument("audio", nargs="*", help="one audio file (with --transcript)")
     pa.add_argument("--transcript", help="the audio file's transcript, symbols separated by "
                     "spaces (e.g. phones)")
     pa.add_argument("--feats", help="align a feature directory instead (with --text)")
+    pa.add_argument("--log-probs", help="align the network outputs that 'ctcseq forward' "
+                    "saved (of the same model), with --text")
     pa.add_argument("--text", help="'<utt> <symbols>' transcripts for --feats "
                     "(e.g. data/test/text.phn)")
     pa.add_argument("--words", action="store_true",
@@ -530,7 +741,8 @@ def build_parser():
     _add_speaker_options(pa)
     pa.set_defaults(func=cmd_align)
 
-    pe = sub.add_parser("eval", help="error rate of hypotheses against references",
+    pe = sub.add_parser("eval", parents=[debug],
+                        help="error rate of hypotheses against references",
                         description="Score '<utt> <tokens>' hypotheses against references: "
                         "error rate with substitutions, deletions and insertions.")
     pe.add_argument("ref", help="reference transcripts (e.g. data/test/text.phn)")
@@ -551,21 +763,30 @@ def main(argv=None):
     parser = build_parser()
     # 'prepare CORPUS ...' hands everything after the corpus name to its builder
     rest = []
-    if len(argv) >= 2 and argv[0] == "prepare" and not argv[1].startswith("-"):
-        argv, rest = argv[:2], argv[2:]
+    i = 0
+    while i < len(argv) and argv[i] == "--debug":   # global options before the command
+        i += 1
+    if len(argv) >= i + 2 and argv[i] == "prepare" and not argv[i + 1].startswith("-"):
+        argv, rest = argv[:i + 2], argv[i + 2:]
     args = parser.parse_args(argv)
     try:
         return args.func(args, rest) or 0
-    except UserError as e:
-        print(f"ctcseq {args.command}: error: {e}", file=sys.stderr)
-    except (ValueError, OSError) as e:  # bad data, missing files: one line, no traceback
-        msg = str(e) if not isinstance(e, OSError) or not e.filename else \
-            f"{e.filename}: {e.strerror}"
-        print(f"ctcseq {args.command}: error: {msg}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"ctcseq {args.command}: interrupted", file=sys.stderr)
         return 130
-    return EXIT_USAGE
+    except (CtcseqError, *_USER_OS_ERRORS) as e:
+        # the user's mistake or data: one line; anything else is a bug and
+        # keeps its traceback
+        if args.debug:
+            raise
+        print(f"ctcseq {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(e):
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -34,11 +34,15 @@ for the same utterance set.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+
+from .errors import DataError
 
 __all__ = ["REQUIRED", "UTT_TABLES", "write_table", "read_table", "spk2utt_of",
            "write_data_dir", "read_data_dir", "validate_data_dir", "resolve_wav",
-           "write_ctm", "read_ctm", "DataDirError"]
+           "write_ctm", "read_ctm", "DataDirError", "atomic_write"]
 
 REQUIRED = ("wav.scp", "text", "utt2spk", "spk2utt")
 # Optional utterance-keyed tables this package knows about.
@@ -46,8 +50,84 @@ UTT_TABLES = ("text.phn", "text.chr", "text.ipa", "utt2dur", "utt2synth")
 SPACE = "<space>"
 
 
-class DataDirError(ValueError):
+class DataDirError(DataError):
     """A data directory is malformed; the message lists every problem found."""
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", durable=True, **open_kwargs):
+    """Write ``path`` all at once or not at all: a context manager that
+    yields a file object on a temporary file in the same directory, then
+    renames it over ``path`` (``os.replace``) when the block ends normally.
+
+    If the block raises (or the process is interrupted) the temporary file
+    is removed and any previous file at ``path`` is left as it was; a
+    process killed outright leaves at most a ``.<name>.*.tmp`` file, which
+    never has the final name.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    mode : "wb" or "w"
+    durable : bool, default True
+        Flush the file and then its directory to disk (``fsync``), so that
+        after a power cut ``path`` holds either the old or the new content.
+        False skips both fsyncs (for many small files that can be recomputed,
+        such as features): the rename still never exposes a partial file to
+        a running reader.
+    **open_kwargs
+        Passed to ``open`` (e.g. ``encoding="utf-8"``, ``newline="\n"``).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = _create_temporary(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        _fsync_dir(directory)
+
+
+def _create_temporary(directory, name):
+    """A new file ``.<name>.<random>.tmp`` in directory, created with the
+    permissions ``open`` gives (0o666 less the umask; ``tempfile.mkstemp``
+    would make it private to its owner): (fd, path)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_dir(directory):
+    """Make a rename in ``directory`` durable (not possible on every platform)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def is_temporary(name):
+    """Whether a file name is one :func:`atomic_write` gives its temporary files."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _c_order(key):
@@ -57,7 +137,7 @@ def _c_order(key):
 
 def _check_key(key, what):
     if not key or any(c.isspace() for c in key):
-        raise ValueError(f"{what} must be non-empty without whitespace, got {key!r}")
+        raise DataError(f"{what} must be non-empty without whitespace, got {key!r}")
 
 
 def write_table(path, table):
@@ -72,12 +152,10 @@ def write_table(path, table):
         if not isinstance(value, str):
             value = " ".join(value)
         if "\n" in value:
-            raise ValueError(f"value of {key!r} in {path} contains a newline")
+            raise DataError(f"value of {key!r} in {path} contains a newline")
         lines.append(f"{key} {value}\n" if value else f"{key}\n")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_write(path, "w", durable=False, encoding="utf-8", newline="\n") as f:
         f.writelines(lines)
-    os.replace(tmp, path)
 
 
 def read_table(path):
@@ -90,14 +168,18 @@ def read_table(path):
     """
     table = {}
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            key, _, value = line.partition(" ")
-            if key in table:
-                raise DataDirError(f"{path}:{n}: duplicate key {key!r}")
-            table[key] = value.strip()
+        try:
+            for n, line in enumerate(f, start=1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                key, _, value = line.partition(" ")
+                if key in table:
+                    raise DataDirError(f"{path}:{n}: duplicate key {key!r}")
+                table[key] = value.strip()
+        except UnicodeDecodeError:
+            raise DataDirError(f"{path}: not UTF-8 text; expected '<key> <value>' lines "
+                               f"(is it a binary file?)") from None
     return table
 
 
@@ -122,7 +204,7 @@ def write_data_dir(path, wav_scp, text, utt2spk, extra=None):
         More utterance-keyed tables by file name (e.g. ``{"text.phn": ...}``).
     """
     if set(wav_scp) != set(text) or set(wav_scp) != set(utt2spk):
-        raise ValueError("wav_scp, text and utt2spk must have the same utterances")
+        raise DataError("wav_scp, text and utt2spk must have the same utterances")
     os.makedirs(path, exist_ok=True)
     write_table(os.path.join(path, "wav.scp"), wav_scp)
     write_table(os.path.join(path, "text"), text)
@@ -130,7 +212,7 @@ def write_data_dir(path, wav_scp, text, utt2spk, extra=None):
     write_table(os.path.join(path, "spk2utt"), spk2utt_of(utt2spk))
     for name, table in (extra or {}).items():
         if set(table) != set(wav_scp):
-            raise ValueError(f"extra table {name!r} must have the same utterances as wav_scp")
+            raise DataError(f"extra table {name!r} must have the same utterances as wav_scp")
         write_table(os.path.join(path, name), table)
 
 
@@ -245,12 +327,10 @@ def write_ctm(path, segments):
     segments : dict of str -> list of (float, float, str)
         Per utterance, ``(start_s, dur_s, label)`` in time order.
     """
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_write(path, "w", durable=False, encoding="utf-8", newline="\n") as f:
         for utt in sorted(segments, key=_c_order):
             for start, dur, label in segments[utt]:
                 f.write(f"{utt} 1 {start:.3f} {dur:.3f} {label}\n")
-    os.replace(tmp, path)
 
 
 def read_ctm(path):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from .datadir import read_table
+from .errors import DataError
 from .extract import FeatureStore
 from .train import Example
 
@@ -33,11 +34,22 @@ def vocabulary_from_texts(texts, symbols_file=None):
     """
     if symbols_file:
         with open(symbols_file, encoding="utf-8") as f:
-            symbols = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+            try:
+                symbols = [line.split()[0] for line in f
+                           if line.strip() and not line.startswith("#")]
+            except UnicodeDecodeError:
+                raise DataError(f"{symbols_file}: not UTF-8 text; expected one symbol per "
+                                f"line") from None
+        if len(set(symbols)) != len(symbols):
+            dup = sorted({s for s in symbols if symbols.count(s) > 1})
+            raise DataError(f"{symbols_file}: symbol(s) listed more than once: {dup[:10]}")
     else:
         symbols = sorted({tok for text in texts for toks in text.values() for tok in toks})
     if BLANK_SYMBOL in symbols:
         symbols.remove(BLANK_SYMBOL)
+    if not symbols:
+        raise DataError(f"{symbols_file or 'the transcripts'}: no symbols (empty "
+                        f"transcripts?)")
     return [BLANK_SYMBOL] + symbols
 
 
@@ -66,8 +78,9 @@ def load_examples(data_dir, feats_dir, vocabulary, normalizer=None, text_name="t
 
     Raises
     ------
-    ValueError
-        A transcript holds a symbol that is not in the vocabulary.
+    ctcseq.errors.DataError (a ValueError)
+        A transcript holds a symbol that is not in the vocabulary, or a
+        feature file is unusable.
     """
     text = read_text(os.path.join(data_dir, text_name))
     utt2spk = read_table(os.path.join(data_dir, "utt2spk"))
@@ -80,8 +93,8 @@ def load_examples(data_dir, feats_dir, vocabulary, normalizer=None, text_name="t
             continue
         unknown = [t for t in text[utt] if t not in index or t == BLANK_SYMBOL]
         if unknown:
-            raise ValueError(f"{data_dir}/{text_name}: utterance {utt} has symbol(s) "
-                             f"{sorted(set(unknown))} that are not in the vocabulary")
+            raise DataError(f"{data_dir}/{text_name}: utterance {utt} has symbol(s) "
+                            f"{sorted(set(unknown))} that are not in the vocabulary")
         feats = store[utt]
         if normalizer is not None:
             feats = normalizer(feats, utt2spk.get(utt))

@@ -238,7 +238,9 @@ def beam_search(log_probs, lengths=None, beam_width=16, blank=0, prune_threshold
     Returns
     -------
     list of N lists of Hypothesis
-        Best first; fewer than nbest when fewer prefixes survived.
+        Best first; fewer than nbest when fewer prefixes survived, and none
+        when a lexicon constrains the search and no prefix in the beam ends
+        on a whole word.
 
     Notes
     -----

@@ -8,7 +8,8 @@ Layout of a feature directory::
     npy/<utt>.npy       (n_frames, dim) float32, one file per utterance
 
 Each ``.npy`` is written to a temporary name and renamed, so an interrupted
-run leaves no half-written file and a rerun extracts only what is missing.
+run leaves no half-written file and a rerun extracts only what is missing
+(a temporary file that a killed run left behind is removed by the next run).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from .datadir import atomic_write, is_temporary
+from .errors import DataError, UserError
 from .features import AudioError, FeatureConfig, compute_features, load_audio
 from .progress import Progress
 
@@ -35,10 +38,22 @@ def _extract_one(job):
         feats = compute_features(load_audio(wav, cfg.sample_rate), cfg, name=wav)
     except AudioError as e:
         return utt, str(e)
-    tmp = out + ".tmp.npy"
-    np.save(tmp, feats)
-    os.replace(tmp, out)
+    # no fsync per file: features can be recomputed, and the rename alone never
+    # shows a partial file under the final name
+    with atomic_write(out, durable=False) as f:
+        np.save(f, feats)
     return utt, None
+
+
+def _remove_stale_temporaries(npy_dir):
+    """Temporary files of a run that was killed before it could remove them
+    (those of older versions were named ``<utt>.npy.tmp.npy``)."""
+    for name in os.listdir(npy_dir):
+        if is_temporary(name) or name.endswith(".npy.tmp.npy"):
+            try:
+                os.unlink(os.path.join(npy_dir, name))
+            except FileNotFoundError:
+                pass
 
 
 def _load_librosa_kernels():
@@ -60,16 +75,25 @@ def _check_or_write_config(out_dir, cfg):
     meta_path = os.path.join(out_dir, "feats.json")
     meta = {"format_version": FORMAT_VERSION, "config": cfg.to_dict()}
     if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            old = json.load(f)
+        old = _read_meta(meta_path)
         if old != meta:
-            raise ValueError(
+            raise UserError(
                 f"{out_dir} holds features extracted with other settings "
                 f"({old.get('config')}); remove it or choose another directory")
     else:
-        with open(meta_path + ".tmp", "w") as f:
+        with atomic_write(meta_path, "w") as f:
             json.dump(meta, f, indent=1)
-        os.replace(meta_path + ".tmp", meta_path)
+
+
+def _read_meta(meta_path):
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{meta_path} is corrupt: {e}") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path} is corrupt: not a JSON object")
+    return meta
 
 
 def extract_corpus(wavs, out_dir, cfg=FeatureConfig(), jobs=2, progress=True):
@@ -94,14 +118,16 @@ def extract_corpus(wavs, out_dir, cfg=FeatureConfig(), jobs=2, progress=True):
         Unusable files (unreadable, empty, too short) are listed, not fatal.
     """
     if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+        raise UserError(f"jobs must be >= 1, got {jobs}")
+    for utt in wavs:
+        if not utt or "/" in utt or os.sep in utt or utt.startswith("."):
+            raise DataError(f"wavs: utterance id {utt!r} cannot name a file")
     npy_dir = os.path.join(out_dir, "npy")
     os.makedirs(npy_dir, exist_ok=True)
     _check_or_write_config(out_dir, cfg)
+    _remove_stale_temporaries(npy_dir)
     todo, skipped = [], 0
     for utt in sorted(wavs):
-        if "/" in utt or utt.startswith("."):
-            raise ValueError(f"wavs: utterance id {utt!r} cannot name a file")
         out = os.path.join(npy_dir, utt + ".npy")
         if os.path.exists(out):
             skipped += 1
@@ -118,8 +144,11 @@ def extract_corpus(wavs, out_dir, cfg=FeatureConfig(), jobs=2, progress=True):
     else:
         _load_librosa_kernels()
         # spawn, not fork: the parent may already run Numba's thread pool
+        # results come back a chunk at a time: small chunks on small sets keep
+        # the progress line (and its ETA) moving
+        chunksize = max(1, min(16, len(todo) // (8 * jobs)))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for utt, err in pool.map(_extract_one, todo, chunksize=16):
+            for utt, err in pool.map(_extract_one, todo, chunksize=chunksize):
                 if err:
                     failed[utt] = err
                 bar.update()
@@ -136,10 +165,9 @@ def extract_corpus(wavs, out_dir, cfg=FeatureConfig(), jobs=2, progress=True):
 def _write_index(out_dir, wavs, failed):
     lines = [f"{utt} npy/{utt}.npy\n" for utt in sorted(wavs)
              if os.path.exists(os.path.join(out_dir, "npy", utt + ".npy"))]
-    with open(os.path.join(out_dir, "feats.scp.tmp"), "w") as f:
+    with atomic_write(os.path.join(out_dir, "feats.scp"), "w", encoding="utf-8") as f:
         f.writelines(lines)
-    os.replace(os.path.join(out_dir, "feats.scp.tmp"), os.path.join(out_dir, "feats.scp"))
-    with open(os.path.join(out_dir, "failed.txt"), "w") as f:
+    with atomic_write(os.path.join(out_dir, "failed.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{u} {e}\n" for u, e in sorted(failed.items()))
 
 
@@ -149,28 +177,37 @@ class FeatureStore:
     ``store[utt]`` is the (n_frames, dim) float32 array; ``store.config`` the
     FeatureConfig; ``len(store)``, ``utt in store`` and ``store.keys()`` as
     for a dict.
+
+    Raises
+    ------
+    ctcseq.errors.DataError (a ValueError)
+        ``path`` is not a (complete) feature directory, or a feature file is
+        unreadable, of the wrong shape, empty or not finite (on access).
     """
 
     def __init__(self, path):
-        self.path = path
+        self.path = path = os.fspath(path)
         meta_path = os.path.join(path, "feats.json")
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-        except FileNotFoundError:
-            raise ValueError(f"{path} is not a feature directory (no feats.json)") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{meta_path} is corrupt: {e}") from None
+        if not os.path.isfile(meta_path):
+            raise DataError(f"{path} is not a feature directory (no feats.json)")
+        meta = _read_meta(meta_path)
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: unsupported format version "
-                             f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})")
-        self.config = FeatureConfig.from_dict(meta["config"])
+            raise DataError(f"{meta_path}: unsupported format version "
+                            f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+        try:
+            self.config = FeatureConfig.from_dict(meta["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{meta_path}: invalid feature settings: {e}") from None
         self._files = {}
-        with open(os.path.join(path, "feats.scp")) as f:
+        scp = os.path.join(path, "feats.scp")
+        if not os.path.isfile(scp):
+            raise DataError(f"{path} is an incomplete feature directory (no feats.scp: was "
+                            f"the extraction interrupted? run it again)")
+        with open(scp, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 parts = line.split()
                 if len(parts) != 2:
-                    raise ValueError(f"{path}/feats.scp line {lineno}: expected '<utt> <file>'")
+                    raise DataError(f"{scp} line {lineno}: expected '<utt> <file>'")
                 self._files[parts[0]] = os.path.join(path, parts[1])
 
     def keys(self):
@@ -183,8 +220,20 @@ class FeatureStore:
         return utt in self._files
 
     def __getitem__(self, utt):
-        feats = np.load(self._files[utt])
-        if feats.ndim != 2 or feats.shape[1] != self.config.dim:
-            raise ValueError(f"{self._files[utt]}: expected shape (n, {self.config.dim}), "
-                             f"got {feats.shape}")
+        path = self._files[utt]
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(f"{path}: unreadable feature file (truncated or corrupt?): "
+                            f"{e}") from None
+        if not isinstance(feats, np.ndarray) or feats.ndim != 2 \
+                or feats.shape[1] != self.config.dim:
+            raise DataError(f"{path}: expected shape (n, {self.config.dim}), got "
+                            f"{getattr(feats, 'shape', type(feats).__name__)}")
+        if feats.shape[0] == 0:
+            raise DataError(f"{path}: no frames")
+        if not np.isfinite(feats).all():
+            raise DataError(f"{path}: holds NaN or infinite values")
         return feats

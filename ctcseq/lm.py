@@ -19,6 +19,12 @@ An interpolated model is exactly such a model (the stored p(h w) is the
 interpolated probability and bow(h) the interpolation weight of h), so both
 kinds share the scoring code.  Probabilities are natural logarithms here;
 ARPA files hold base-10 logarithms and are converted on reading and writing.
+
+Saved models (:meth:`NGramLM.save`) are standard JSON (RFC 8259), which any
+JSON reader accepts: a log-probability of minus infinity (a history stored
+only for its back-off weight; the unknown token of a :class:`TokenLM`) is
+written as ``null``.  Files written by older versions hold ``-Infinity``
+there instead; :meth:`NGramLM.load` reads both.
 """
 import json
 import math
@@ -27,6 +33,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from .datadir import atomic_write
+from .errors import DataError, UserError
 from .kernels import decode_cpu as _k
 
 _LN10 = math.log(10.0)
@@ -105,11 +113,16 @@ class NGramLM:
 
     # -- persistence -------------------------------------------------------
     def to_dict(self):
-        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
+        """A dict of standard-JSON values; :meth:`from_dict` inverts it.
+
+        A log-probability of minus infinity is ``None`` (JSON ``null``);
+        every other number is finite.
+        """
         return {"kind": self.kind, "order": self.order, "num_symbols": self.num_symbols,
                 "bos": self.bos, "eos": self.eos, "unk": self.unk,
-                "unk_logp": self.unk_logp, "vocab": self.vocab,
-                "ngrams": [[list(g), lp, bw] for g, (lp, bw) in self.entries.items()],
+                "unk_logp": _finite_or_none(self.unk_logp), "vocab": self.vocab,
+                "ngrams": [[list(g), _finite_or_none(lp), bw]
+                           for g, (lp, bw) in self.entries.items()],
                 **self._extra()}
 
     def _extra(self):
@@ -117,36 +130,81 @@ class NGramLM:
 
     @classmethod
     def from_dict(cls, d):
-        kind = d.get("kind")
+        """The model :meth:`to_dict` describes (``null`` and ``-Infinity``
+        both read as a log-probability of minus infinity).
+
+        Raises
+        ------
+        ctcseq.errors.DataError (a ValueError)
+            ``d`` is not such a dict, or lacks a field.
+        """
+        kind = d.get("kind") if isinstance(d, dict) else None
         klass = {"ngram": NGramLM, "token-ngram": TokenLM}.get(kind)
         if klass is None:
-            raise ValueError(f"not an n-gram model dict (kind = {kind!r})")
-        entries = {tuple(g): (float(lp), float(bw)) for g, lp, bw in d["ngrams"]}
-        obj = klass.__new__(klass)
-        NGramLM.__init__(obj, d["order"], entries, d["num_symbols"], d["bos"], d["eos"],
-                         d["unk"], d["unk_logp"], d.get("vocab"))
-        obj._restore(d)
+            raise DataError(f"not an n-gram model dict (kind = {kind!r})")
+        try:
+            entries = {tuple(g): (_log_prob(lp), float(bw)) for g, lp, bw in d["ngrams"]}
+            obj = klass.__new__(klass)
+            NGramLM.__init__(obj, d["order"], entries, d["num_symbols"], d["bos"], d["eos"],
+                             d["unk"], _log_prob(d["unk_logp"]), d.get("vocab"))
+            obj._restore(d)
+        except KeyError as e:
+            raise DataError(f"the {kind} model lacks its field {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise DataError(f"the {kind} model holds a malformed value: {e}") from None
         return obj
 
     def _restore(self, d):
         pass
 
     def save(self, path):
-        """Write the model as JSON."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f)
+        """Write the model as standard JSON (see :meth:`to_dict`), atomically."""
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, allow_nan=False)
 
     @classmethod
     def load(cls, path):
-        """Read a model written by :meth:`save`."""
+        """Read a model written by :meth:`save` (any version).
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ctcseq.errors.DataError (a ValueError)
+            The file is not such a model (the message says what it looks
+            like: a CTC model, an ARPA file, ...), or ``cls`` is
+            :class:`TokenLM` and the file holds another kind of model.
+        """
         _require_file(path, "LM file")
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not a valid JSON LM file (line {e.lineno}: "
-                                 f"{e.msg})") from None
-        return cls.from_dict(d)
+        with open(path, "rb") as f:
+            raw = f.read()
+        what = f"{path}: not an n-gram LM file (JSON from NGramLM.save, e.g. lm.json from " \
+               f"'ctcseq train --lm-order')"
+        if raw.startswith(b"PK"):
+            raise DataError(f"{what}: it is a .npz archive, such as a CTC model (best.npz) "
+                            f"or a training checkpoint")
+        if raw.startswith(b"\x93NUMPY"):
+            raise DataError(f"{what}: it is a NumPy array (.npy)")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{what}: it is a binary file, not UTF-8 text") from None
+        if "\\data\\" in text[:4096] and not text.lstrip().startswith("{"):
+            raise DataError(f"{what}: it looks like an ARPA file; read it with read_arpa "
+                            f"('ctcseq decode --lm' does so for names ending in .arpa)")
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not a valid JSON LM file (line {e.lineno}: "
+                            f"{e.msg})") from None
+        try:
+            obj = NGramLM.from_dict(d)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
+        if not isinstance(obj, cls):
+            raise DataError(f"{path} holds a model of kind {obj.kind!r}; {cls.__name__} "
+                            f"needs kind {cls.kind!r}")
+        return obj
 
     def write_arpa(self, path, names=None):
         """Write the model in ARPA format (base-10 logarithms).
@@ -164,7 +222,7 @@ class NGramLM:
             by_order[len(g)].append((g, v))
         if (self.bos,) not in self.entries:       # ARPA lists <s> as a unigram
             by_order[1].append(((self.bos,), (-99.0 * _LN10, 0.0)))
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write("\\data\\\n")
             for n in range(1, self.order + 1):
                 f.write(f"ngram {n}={len(by_order[n])}\n")
@@ -178,6 +236,16 @@ class NGramLM:
                         line += f"\t{bw / _LN10:.7f}"
                     f.write(line + "\n")
             f.write("\n\\end\\\n")
+
+
+def _finite_or_none(logp):
+    """A log-probability for JSON: None for minus infinity."""
+    return None if logp == -math.inf else logp
+
+
+def _log_prob(value):
+    """Inverse of :func:`_finite_or_none`; also takes old files' -Infinity."""
+    return -math.inf if value is None else float(value)
 
 
 class TokenLM(NGramLM):
@@ -241,13 +309,13 @@ def train_token_lm(transcripts, num_classes, order=3, method="kneser-ney", blank
         every history h.
     """
     if not isinstance(order, (int, np.integer)) or order < 1:
-        raise ValueError(f"order must be an integer >= 1, got {order!r}")
+        raise UserError(f"order must be an integer >= 1, got {order!r}")
     if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        raise UserError(f"method must be one of {_METHODS}, got {method!r}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        raise UserError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if not 0 <= blank < num_classes:
-        raise ValueError(f"blank = {blank} is outside [0, {num_classes})")
+        raise UserError(f"blank = {blank} is outside [0, {num_classes})")
     C = int(num_classes)
     eos, bos = C, C + 1
     sents = []
@@ -255,11 +323,11 @@ def train_token_lm(transcripts, num_classes, order=3, method="kneser-ney", blank
         s = [int(x) for x in tr]
         bad = [x for x in s if not 0 <= x < C or x == blank]
         if bad:
-            raise ValueError(f"transcripts[{i}] holds {bad[0]}, the blank or a label "
-                             f"outside [0, {C}) (blank = {blank})")
+            raise DataError(f"transcripts[{i}] holds {bad[0]}, the blank or a label "
+                            f"outside [0, {C}) (blank = {blank})")
         sents.append(s)
     if not sents:
-        raise ValueError("transcripts is empty")
+        raise DataError("transcripts is empty")
     predicted = [c for c in range(C) if c != blank] + [eos]
     entries = _interpolated(sents, order, method, predicted, bos, eos)
     return TokenLM(order, entries, C, blank, method)
@@ -427,7 +495,7 @@ def read_arpa(path):
     ------
     FileNotFoundError
         If the file does not exist.
-    ValueError
+    ctcseq.errors.DataError (a ValueError)
         On a malformed or truncated file, naming the line number.
     """
     _require_file(path, "ARPA file")
@@ -437,7 +505,7 @@ def read_arpa(path):
     nline = len(lines)
 
     def err(lineno, msg):
-        return ValueError(f"{path}, line {lineno}: {msg}")
+        return DataError(f"{path}, line {lineno}: {msg}")
 
     while i < nline and lines[i].strip() != "\\data\\":
         i += 1
@@ -536,16 +604,21 @@ def read_lexicon(path):
     _require_file(path, "lexicon file")
     out = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path}, line {lineno}: expected 'WORD tok1 tok2 ...', "
-                                 f"got {line.strip()!r}")
-            out.append((parts[0], parts[1:]))
+        try:
+            lines = f.read().splitlines()
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text; expected 'WORD tok1 tok2 ...' "
+                            f"lines") from None
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise DataError(f"{path}, line {lineno}: expected 'WORD tok1 tok2 ...', "
+                            f"got {line.strip()!r}")
+        out.append((parts[0], parts[1:]))
     if not out:
-        raise ValueError(f"{path}: the lexicon is empty")
+        raise DataError(f"{path}: the lexicon is empty")
     return out
 
 
@@ -592,23 +665,23 @@ class WordLM:
     def __init__(self, ngram, tokens, word_delimiter=" ", lexicon=None, constrain=None,
                  partial_oov_score=-10.0):
         if not isinstance(ngram, NGramLM) or ngram.vocab is None:
-            raise ValueError("ngram must be a word NGramLM (e.g. from read_arpa)")
+            raise UserError("ngram must be a word NGramLM (e.g. from read_arpa)")
         tokens = list(tokens)
         tok_id = {t: i for i, t in enumerate(tokens)}
         if word_delimiter is None:
             if lexicon is None:
-                raise ValueError("word_delimiter=None (no word-boundary token) needs a lexicon")
+                raise UserError("word_delimiter=None (no word-boundary token) needs a lexicon")
             if constrain is False:
-                raise ValueError("word_delimiter=None needs constrain=True: word ends are "
-                                 "only known inside the lexicon")
+                raise UserError("word_delimiter=None needs constrain=True: word ends are "
+                                "only known inside the lexicon")
         elif word_delimiter not in tok_id:
-            raise ValueError(f"word_delimiter {word_delimiter!r} is not one of the tokens")
+            raise UserError(f"word_delimiter {word_delimiter!r} is not one of the tokens")
         self.ngram, self.tokens = ngram, tokens
         self.delimiter = -1 if word_delimiter is None else tok_id[word_delimiter]
         self.constrain = (lexicon is not None) if constrain is None else bool(constrain)
         self.partial_oov_score = float(partial_oov_score)
         if not self.partial_oov_score <= 0.0:
-            raise ValueError(f"partial_oov_score must be <= 0, got {partial_oov_score!r}")
+            raise UserError(f"partial_oov_score must be <= 0, got {partial_oov_score!r}")
         if lexicon is None:
             pairs = [(w, list(w)) for w in ngram.vocab if w not in ("<s>", "</s>", "<unk>")]
             pairs = [(w, s) for w, s in pairs if all(ch in tok_id for ch in s)
@@ -623,11 +696,11 @@ class WordLM:
             for w, s in pairs:
                 missing = [t for t in s if t not in tok_id]
                 if missing:
-                    raise ValueError(f"lexicon word {w!r} uses token {missing[0]!r}, which "
-                                     "is not one of the model's tokens")
+                    raise DataError(f"lexicon word {w!r} uses token {missing[0]!r}, which "
+                                    "is not one of the model's tokens")
                 if not s or (word_delimiter is not None and word_delimiter in s):
-                    raise ValueError(f"lexicon word {w!r} has an empty spelling or contains "
-                                     "the word delimiter")
+                    raise DataError(f"lexicon word {w!r} has an empty spelling or contains "
+                                    "the word delimiter")
         self._build_trie([(w, [tok_id[t] for t in s]) for w, s in pairs])
 
     def _build_trie(self, pairs):

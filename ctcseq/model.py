@@ -17,14 +17,15 @@ object::
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from . import _checks
 from .ctc import ctc_loss_grad
+from .datadir import atomic_write
 from .decode import greedy_decode
+from .errors import DataError, UserError
 from .nn import BiLSTM, Linear, _positive_int, dropout_mask
 
 FORMAT = "ctcseq.CTCModel"
@@ -43,7 +44,7 @@ def _json_value(value, name):
     try:
         json.dumps(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be JSON-serialisable (dicts, lists, str, numbers): "
+        raise UserError(f"{name} must be JSON-serialisable (dicts, lists, str, numbers): "
                          f"{e}") from None
     return json.loads(json.dumps(value))  # a private copy
 
@@ -54,6 +55,24 @@ def _digest(params):
         h.update(k.encode())
         h.update(np.ascontiguousarray(params[k]).tobytes())
     return h.hexdigest()
+
+
+def min_output_steps(labels):
+    """The fewest output steps (frames) CTC needs for a label sequence:
+    one per label, plus one blank between each pair of equal adjacent labels
+    (``[a, a]`` needs ``a _ a``).  A sequence with fewer steps has zero
+    probability (an infinite loss).
+
+    Parameters
+    ----------
+    labels : 1-D array-like of int
+
+    Returns
+    -------
+    int
+    """
+    labels = np.asarray(labels).reshape(-1)
+    return int(labels.size + np.count_nonzero(labels[1:] == labels[:-1]))
 
 
 class CTCModel:
@@ -106,7 +125,7 @@ class CTCModel:
         self.num_classes = _positive_int(num_classes, "num_classes")
         if isinstance(blank, (bool, np.bool_)) or not isinstance(blank, (int, np.integer)) \
                 or not 0 <= blank < self.num_classes:
-            raise ValueError(f"blank must be an integer in [0, {self.num_classes}), "
+            raise UserError(f"blank must be an integer in [0, {self.num_classes}), "
                              f"got {blank!r}")
         self.blank = int(blank)
         self.vocabulary = _json_value(vocabulary, "vocabulary")
@@ -129,13 +148,16 @@ class CTCModel:
         lengths = np.asarray(lengths, dtype=np.int64)
         return -(-lengths // self.stride)
 
-    def _stack(self, x, lengths):
+    def _checked_input(self, x, lengths):
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x must have shape (T, N, {self.input_size}), got {x.shape}")
         # checked against the input's T: ceil(lengths / stride) could not tell
         # a length one past T from a valid one
-        lengths = _checks.lengths(lengths, "lengths", x.shape[1], x.shape[0], "T")
+        return x, _checks.lengths(lengths, "lengths", x.shape[1], x.shape[0], "T")
+
+    def _stack(self, x, lengths):
+        x, lengths = self._checked_input(x, lengths)
         if self.stride == 1:
             return x, lengths
         k = self.stride
@@ -198,7 +220,7 @@ class CTCModel:
             As :func:`ctcseq.ctc.ctc_loss` ("mean": per-sequence loss divided
             by target length, averaged over the batch).
         zero_infinity : bool
-            Give infeasible sequences zero loss and gradient.
+            Give infeasible sequences (see Raises) zero loss and gradient.
         dropout : float in [0, 1), default 0
             Inverted dropout on every BiLSTM layer's output (between layers
             and before the output layer), training only.
@@ -210,9 +232,22 @@ class CTCModel:
         loss : float
         grads : dict of str to ndarray
             :attr:`grads`, overwritten; same names as :attr:`params`.
+
+        Raises
+        ------
+        ctcseq.errors.DataError (a ValueError)
+            Without ``zero_infinity``: a sequence's target needs more output
+            steps than it has (:func:`min_output_steps` >
+            ``output_lengths(lengths)``, e.g. a long transcript at
+            ``stride=2``); raised before any work, naming the sequence and
+            both lengths.
+        ValueError
+            Malformed arguments.
         """
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        if not zero_infinity:
+            self._check_feasible(x, lengths, targets, target_lengths)
         logits, out_lengths = self._logits(x, lengths, dropout, rng)
         lp = log_softmax(logits)
         loss, g_lp = ctc_loss_grad(lp, targets, out_lengths, target_lengths, blank=self.blank,
@@ -224,6 +259,40 @@ class CTCModel:
             g_h = g_h * self._out_mask
         self.lstm.backward(g_h, input_grad=False)
         return float(loss), self.grads
+
+    def too_short(self, lengths, targets, target_lengths):
+        """Which sequences cannot produce their targets: a boolean array (N,),
+        True where :func:`min_output_steps` of the target exceeds
+        ``output_lengths(lengths)`` (their CTC loss is infinite).
+
+        ``targets`` padded (N, S) or 1-D concatenated, as for
+        :meth:`loss_and_grads`.
+        """
+        lengths = _checks.int_array(lengths, "lengths", ndim=(1,))
+        flat, offsets, tl = _checks.targets(targets, target_lengths, lengths.shape[0],
+                                            self.num_classes, self.blank)
+        need = np.array([min_output_steps(flat[o:o + n]) for o, n in zip(offsets, tl)],
+                        np.int64)
+        return need > self.output_lengths(lengths)
+
+    def _check_feasible(self, x, lengths, targets, target_lengths):
+        x, lengths = self._checked_input(x, lengths)
+        bad = np.flatnonzero(self.too_short(lengths, targets, target_lengths))
+        if bad.size:
+            flat, offsets, tl = _checks.targets(targets, target_lengths, lengths.shape[0],
+                                                self.num_classes, self.blank)
+            n = int(bad[0])
+            labels = flat[offsets[n]:offsets[n] + tl[n]]
+            need, have = min_output_steps(labels), int(self.output_lengths(lengths[n]))
+            repeats = need - int(tl[n])
+            more = f" ({bad.size} sequences in all: {bad[:10].tolist()})" if bad.size > 1 else ""
+            raise DataError(
+                f"sequence {n}: its target of {int(tl[n])} labels"
+                + (f" ({repeats} repeated adjacent pair(s), each needing a blank between)"
+                   if repeats else "")
+                + f" needs at least {need} output steps, but its input of {int(lengths[n])} "
+                f"frames gives {have} at stride {self.stride}{more}; drop such sequences "
+                f"or pass zero_infinity=True")
 
     # -- persistence ---------------------------------------------------------
     def config(self):
@@ -242,33 +311,15 @@ class CTCModel:
         """Write the model to ``path`` (one ``.npz`` file) atomically.
 
         The file is written to a temporary file in the same directory,
-        flushed to disk, then renamed over ``path`` (``os.replace``), so a
+        flushed to disk, then renamed over ``path`` (``os.replace``) and the
+        directory flushed too (:func:`ctcseq.datadir.atomic_write`), so a
         crash mid-save leaves any previous file at ``path`` intact.
         """
-        path = os.fspath(path)
         cfg = json.dumps(self.config()).encode("utf-8")
         arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}
         arrays[_CONFIG_KEY] = np.frombuffer(cfg, np.uint8)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".ctcseq-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        try:  # make the rename itself durable (not possible on every platform)
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path):
@@ -278,34 +329,47 @@ class CTCModel:
         ------
         FileNotFoundError
             No file at ``path``.
-        ValueError
-            The file is truncated or corrupt, is not a ctcseq model, was
-            written by a newer format version, or its weights do not match
-            its configuration.
+        ctcseq.errors.DataError (a ValueError)
+            The file is truncated or corrupt, is not a ctcseq model (the
+            message says what it looks like instead: an LM, a training
+            checkpoint, a feature array...), was written by a newer format
+            version, or its weights do not match its configuration.
         """
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no model file at {path!r}")
+        if os.path.isdir(path):
+            raise DataError(f"{path!r} is a directory, not a model file (e.g. best.npz in "
+                            f"it?)")
+        with open(path, "rb") as f:
+            head = f.read(512)
+        if head and not head.startswith(b"PK"):  # every .npz is a zip archive
+            raise DataError(f"{path!r} is not a ctcseq model file (a .npz archive from "
+                            f"'ctcseq train' or CTCModel.save): {_looks_like(path, head)}")
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}  # reads (and CRC-checks) everything
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-            raise ValueError(f"{path!r} is not a readable model file (truncated or corrupt?): "
-                             f"{type(e).__name__}: {e}") from e
+            raise DataError(f"{path!r} is not a readable model file (truncated or corrupt?): "
+                            f"{type(e).__name__}: {e}") from e
         if _CONFIG_KEY not in arrays:
-            raise ValueError(f"{path!r} has no {_CONFIG_KEY} entry: not a ctcseq model file")
+            if "__meta__" in arrays:
+                raise DataError(f"{path!r} is a training checkpoint, not a model file: use "
+                                f"best.npz from the same directory")
+            raise DataError(f"{path!r} has no {_CONFIG_KEY} entry: not a ctcseq model file "
+                            f"(a .npz archive of other arrays)")
         try:
             cfg = json.loads(arrays.pop(_CONFIG_KEY).tobytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path!r}: corrupt model configuration: {e}") from e
+            raise DataError(f"{path!r}: corrupt model configuration: {e}") from e
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-            raise ValueError(f"{path!r} is not a {FORMAT} file")
+            raise DataError(f"{path!r} is not a {FORMAT} file")
         version = cfg.get("format_version")
         if not isinstance(version, int) or version < 1:
-            raise ValueError(f"{path!r}: invalid format_version {version!r}")
+            raise DataError(f"{path!r}: invalid format_version {version!r}")
         if version > FORMAT_VERSION:
-            raise ValueError(f"{path!r} has format version {version}; this ctcseq reads "
-                             f"versions up to {FORMAT_VERSION} (upgrade ctcseq)")
+            raise DataError(f"{path!r} has format version {version}; this ctcseq reads "
+                            f"versions up to {FORMAT_VERSION} (upgrade ctcseq)")
         try:
             m = cfg["model"]
             model = cls(m["input_size"], m["hidden_size"], m["num_layers"], m["num_classes"],
@@ -313,17 +377,43 @@ class CTCModel:
                         init_range=0.0, vocabulary=cfg.get("vocabulary"),
                         features=cfg.get("features"), stride=m.get("stride", 1))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path!r}: invalid model configuration: {e}") from e
+            raise DataError(f"{path!r}: invalid model configuration: {e}") from e
         expected, found = set(model.params), set(arrays)
         if expected != found:
-            raise ValueError(f"{path!r}: weights do not match the configuration; missing "
-                             f"{sorted(expected - found)}, unexpected {sorted(found - expected)}")
+            raise DataError(f"{path!r}: weights do not match the configuration; missing "
+                            f"{sorted(expected - found)}, unexpected {sorted(found - expected)}")
         for k, p in model.params.items():
             a = arrays[k]
             if a.shape != p.shape or a.dtype != p.dtype:
-                raise ValueError(f"{path!r}: weight {k!r} has shape {a.shape} and dtype "
-                                 f"{a.dtype}; the configuration needs {p.shape} {p.dtype}")
+                raise DataError(f"{path!r}: weight {k!r} has shape {a.shape} and dtype "
+                                f"{a.dtype}; the configuration needs {p.shape} {p.dtype}")
             p[...] = a
         if cfg.get("sha256") != _digest(model.params):
-            raise ValueError(f"{path!r}: weights fail their checksum (corrupt file)")
+            raise DataError(f"{path!r}: weights fail their checksum (corrupt file)")
         return model
+
+
+def _looks_like(path, head):
+    """What a file that is not a model seems to be, from its first bytes."""
+    text = head.lstrip()
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single NumPy array (.npy), such as one utterance's features"
+    if text.startswith(b"{"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except (OSError, ValueError):
+            d = None
+        if isinstance(d, dict) and d.get("kind") in ("token-ngram", "ngram"):
+            return ("it is an n-gram language model (JSON, e.g. lm.json from 'ctcseq train "
+                    "--lm-order'): give it to 'ctcseq decode --lm' or TokenLM.load")
+        if isinstance(d, dict) and "config" in d and "format_version" in d:
+            return "it is the settings file (feats.json) of a feature directory"
+        return "it is a JSON text file"
+    if b"\\data\\" in head:
+        return "it is an ARPA language model: give it to 'ctcseq decode --lm' or read_arpa"
+    if head.startswith((b"RIFF", b"fLaC", b"OggS", b"ID3")):
+        return "it is an audio file"
+    if b"\x00" not in head:
+        return "it is a text file"
+    return "its content is of an unknown kind"

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from . import _checks
+from .errors import UserError
 from .kernels.lstm_cpu import lstm_backward_dir, lstm_forward_dir
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -22,9 +23,9 @@ _DIRS = ("", "_reverse")
 
 def _positive_int(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
+        raise UserError(f"{name} must be a positive integer, got {value}")
     return int(value)
 
 
@@ -32,9 +33,9 @@ def _float_dtype(dtype):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
+        raise UserError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dt not in _DTYPES:
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+        raise UserError(f"dtype must be float32 or float64, got {dt}")
     return dt
 
 
@@ -185,13 +186,13 @@ class BiLSTM:
         self.hidden_size = H = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
         if not isinstance(peepholes, (bool, np.bool_)):
-            raise ValueError(f"peepholes must be True or False, got {peepholes!r}")
+            raise UserError(f"peepholes must be True or False, got {peepholes!r}")
         self.peepholes = bool(peepholes)
         self.dtype = _float_dtype(dtype)
         if init_range is None:
             init_range = 1.0 / np.sqrt(H)
         if not (np.isfinite(init_range) and init_range >= 0):
-            raise ValueError(f"init_range must be a finite number >= 0, got {init_range!r}")
+            raise UserError(f"init_range must be a finite number >= 0, got {init_range!r}")
         self.init_range = float(init_range)
         rng = np.random.default_rng(seed)
         self.params = {}
@@ -365,7 +366,7 @@ def dropout_mask(shape, p, rng, dtype):
     """Inverted-dropout multipliers: 0 with probability p, else 1 / (1 - p);
     None when p is 0 (nothing to do)."""
     if not 0 <= p < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {p}")
+        raise UserError(f"dropout must be in [0, 1), got {p}")
     if p == 0:
         return None
     if rng is None:

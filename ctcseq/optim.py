@@ -10,6 +10,7 @@ import contextlib
 
 import numpy as np
 
+from .errors import UserError
 from .kernels.optim_cpu import adam_update
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -29,7 +30,7 @@ def _nonneg(value, name, upper=None):
     v = float(value)
     if not np.isfinite(v) or v < 0 or (upper is not None and v >= upper):
         bound = f"[0, {upper})" if upper is not None else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise UserError(f"{name} must be a finite number {bound}, got {value!r}")
     return v
 
 
@@ -80,7 +81,7 @@ class Adam:
         self.params = params
         self.lr = _nonneg(lr, "lr")
         if len(betas) != 2:
-            raise ValueError(f"betas must be a pair, got {betas!r}")
+            raise UserError(f"betas must be a pair, got {betas!r}")
         self.beta1 = _nonneg(betas[0], "betas[0]", upper=1.0)
         self.beta2 = _nonneg(betas[1], "betas[1]", upper=1.0)
         self.eps = _nonneg(eps, "eps")
@@ -132,7 +133,7 @@ def clip_grad_norm(grads, max_norm):
     """
     max_norm = float(max_norm)
     if not (np.isfinite(max_norm) and max_norm > 0):
-        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+        raise UserError(f"max_norm must be a finite number > 0, got {max_norm!r}")
     norm = global_norm(grads)
     if np.isfinite(norm) and norm > max_norm:
         scale = max_norm / norm

@@ -12,8 +12,22 @@ Files in the output directory::
     checkpoint.npz   weights + optimiser state + trainer state (atomic)
     best.npz         the model with the lowest dev error so far (a plain
                      CTCModel file: what decoding needs)
-    train.jsonl      one JSON object per epoch
+    train.jsonl      one JSON object per epoch (standard JSON: a value that
+                     is not a number, such as the dev loss without dev
+                     data, is null), rewritten from the checkpoint's history
+                     after each checkpoint, so it never lists an epoch twice
     curves.png       training loss and dev error per epoch
+
+A resumed run must use the same settings, except ``max_epochs`` and
+``patience``, which only decide when to stop: a finished run can be extended.
+
+Utterances whose transcript needs more output steps than they have
+(:func:`ctcseq.model.min_output_steps`, e.g. at ``stride`` 2) cannot be
+learnt: training gives them zero loss and gradient (they stay in their
+batches, so the updates are those of earlier versions), leaves them out of
+the reported training and dev losses, and counts them (``train_infeasible``,
+``dev_infeasible`` in each epoch's record, and a warning).  Updates skipped
+for a non-finite loss or gradient are counted too (``skipped_updates``).
 """
 from __future__ import annotations
 
@@ -21,15 +35,16 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
 
 from .ctc import ctc_loss
+from .datadir import atomic_write
 from .decode import greedy_decode
+from .errors import DataError, UserError
 from .metrics import error_rate
-from .model import CTCModel
+from .model import CTCModel, min_output_steps
 from .optim import SGD, Adam, WeightNoise, clip_grad_norm, swapped_in
 from .progress import Progress
 
@@ -96,24 +111,27 @@ class TrainConfig:
     checkpoint_every: int = 50
     seed: int = 0
 
+    # settings a resumed run may change: they only decide when to stop
+    RESUMABLE_CHANGES = ("max_epochs", "patience")
+
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+            raise UserError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("batch_frames", "max_epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "clip", "weight_noise", "patience", "checkpoint_every",
                      "freq_masks", "freq_width", "time_masks", "time_width"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+            raise UserError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+            raise UserError(f"ema must be in [0, 1), got {self.ema}")
         if self.feature_blocks < 1:
-            raise ValueError(f"feature_blocks must be >= 1, got {self.feature_blocks}")
+            raise UserError(f"feature_blocks must be >= 1, got {self.feature_blocks}")
 
 
 def make_batches(lengths, batch_frames, rng):
@@ -218,7 +236,11 @@ def _load_opt_state(opt, meta, arrays):
 
 
 def evaluate(model, examples, batch_frames, dtype):
-    """Mean per-label CTC loss and greedy label error rate over examples."""
+    """Mean per-label CTC loss and greedy label error rate over examples.
+
+    The loss leaves out the examples too short for their transcripts
+    (:meth:`CTCModel.too_short`), whose loss is infinite; the error rate
+    counts them (their hypotheses are decoded like the others)."""
     if not examples:
         return float("nan"), float("nan")
     batches = make_batches([e.feats.shape[0] for e in examples], batch_frames,
@@ -231,8 +253,8 @@ def evaluate(model, examples, batch_frames, dtype):
         out_lengths = model.output_lengths(lengths)
         losses = ctc_loss(lp, targets, out_lengths, tlens, blank=model.blank,
                           reduction="none", zero_infinity=True)
-        total_loss += float(np.sum(losses))
-        total_labels += int(tlens.sum())
+        total_loss += float(np.sum(losses))   # zero for the infeasible ones
+        total_labels += int(tlens[~model.too_short(lengths, targets, tlens)].sum())
         hyps += greedy_decode(lp, out_lengths, blank=model.blank)  # no second forward pass
         refs += [list(e.labels) for e in batch]
     return total_loss / max(total_labels, 1), error_rate(refs, hyps)
@@ -254,8 +276,18 @@ class Trainer:
 
     def __init__(self, model: CTCModel, train, dev, out_dir, cfg: TrainConfig, progress=True):
         if not train:
-            raise ValueError("train: no training examples")
+            raise DataError("train: no training examples")
         self.model, self.train, self.dev, self.cfg = model, train, dev, cfg
+        # utterances too short for their transcripts (see the module docstring)
+        self.train_infeasible = _infeasible(model, train)
+        self.dev_infeasible = _infeasible(model, dev or [])
+        if self.train_infeasible.all():
+            e = train[0]
+            raise DataError(f"train: all {len(train)} training utterances are too short for "
+                            f"their transcripts at stride {model.stride} (e.g. {e.utt}: "
+                            f"{len(e.feats)} frames give "
+                            f"{int(model.output_lengths(len(e.feats)))} steps, its "
+                            f"{len(e.labels)} labels need {min_output_steps(e.labels)})")
         self.out_dir = out_dir
         self.progress = progress
         os.makedirs(out_dir, exist_ok=True)
@@ -264,7 +296,8 @@ class Trainer:
         self.ema = {k: v.copy() for k, v in model.params.items()} if cfg.ema else None
         self.state = {"epoch": 0, "batch": 0, "best_dev_err": None, "best_dev_loss": None,
                       "best_epoch": None, "bad_epochs": 0, "history": [], "epoch_loss": 0.0,
-                      "epoch_labels": 0, "epoch_seconds": 0.0, "done": False, "ema_updates": 0}
+                      "epoch_labels": 0, "epoch_seconds": 0.0, "done": False, "ema_updates": 0,
+                      "epoch_skipped": 0}
         self.ckpt_path = os.path.join(out_dir, "checkpoint.npz")
 
     # -- checkpoints -----------------------------------------------------------
@@ -278,20 +311,24 @@ class Trainer:
         if self.ema is not None:
             arrays.update({f"ema/{k}": v for k, v in self.ema.items()})
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=self.out_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.ckpt_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(self.ckpt_path) as f:
+            np.savez(f, **arrays)
 
     def resume(self):
-        """Continue from ``checkpoint.npz`` in out_dir; returns False if none."""
+        """Continue from ``checkpoint.npz`` in out_dir; returns False if none.
+
+        The model and the training settings must be those of the checkpoint,
+        except ``max_epochs`` and ``patience`` (a finished run can be
+        extended: its next epochs are those an uninterrupted run with the new
+        setting would have made).
+
+        Raises
+        ------
+        ctcseq.errors.DataError
+            The checkpoint is unreadable or not a training checkpoint.
+        ctcseq.errors.UserError
+            The model or the settings differ from the checkpoint's.
+        """
         if not os.path.exists(self.ckpt_path):
             return False
         try:
@@ -299,18 +336,28 @@ class Trainer:
                 arrays = {k: z[k] for k in z.files}
             meta = json.loads(arrays.pop("__meta__").tobytes().decode())
         except Exception as e:
-            raise ValueError(f"{self.ckpt_path} is unreadable (truncated or corrupt?): {e}") from e
-        if meta.get("format") != "ctcseq.checkpoint":
-            raise ValueError(f"{self.ckpt_path} is not a ctcseq training checkpoint")
+            raise DataError(f"{self.ckpt_path} is unreadable (truncated or corrupt?): {e}") from e
+        if not isinstance(meta, dict) or meta.get("format") != "ctcseq.checkpoint":
+            raise DataError(f"{self.ckpt_path} is not a ctcseq training checkpoint")
         mine = self.model.config()["model"]
         if meta["model_config"]["model"] != mine:
-            raise ValueError(f"{self.ckpt_path} was written for a different model "
-                             f"({meta['model_config']['model']}, not {mine})")
+            theirs = meta["model_config"]["model"]
+            diff = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(theirs) | set(mine))
+                    if theirs.get(k) != mine.get(k)}
+            raise UserError(f"{self.ckpt_path} was written for a different model: "
+                            + "; ".join(f"{k} {a!r} there, {b!r} now"
+                                        for k, (a, b) in diff.items()))
         # settings added since the checkpoint was written take their defaults
         saved = {**dataclasses.asdict(TrainConfig()), **meta["train_config"]}
-        if saved != dataclasses.asdict(self.cfg):
-            raise ValueError(f"{self.ckpt_path} was written with other training settings "
-                             f"({meta['train_config']}); resume with the same settings")
+        now = dataclasses.asdict(self.cfg)
+        diff = [k for k in now if saved.get(k) != now[k]
+                and k not in TrainConfig.RESUMABLE_CHANGES]
+        if diff:
+            raise UserError(f"{self.ckpt_path} was written with other training settings ("
+                            + "; ".join(f"{k} {saved.get(k)!r} there, {now[k]!r} now"
+                                        for k in diff)
+                            + "); resume with the same settings (only "
+                            + " and ".join(TrainConfig.RESUMABLE_CHANGES) + " may change)")
         for k, p in self.model.params.items():
             p[...] = arrays[f"param/{k}"]
         _load_opt_state(self.opt, meta["optimizer"],
@@ -318,7 +365,12 @@ class Trainer:
         if self.ema is not None:
             for k, v in self.ema.items():
                 v[...] = arrays[f"ema/{k}"]
-        self.state = {"ema_updates": 0, **meta["trainer"]}
+        self.state = st = {"ema_updates": 0, "epoch_skipped": 0, **meta["trainer"]}
+        if saved["patience"] != self.cfg.patience:   # an early stop may be lifted, or due
+            st["done"] = bool(self.dev and self.cfg.patience
+                              and st["bad_epochs"] >= self.cfg.patience)
+        # a crash between the checkpoint and the log may have left the log behind
+        self._write_log()
         return True
 
     # -- weight average ----------------------------------------------------------
@@ -337,14 +389,23 @@ class Trainer:
         return swapped_in(self.model.params, self.ema or {})
 
     # -- the loop --------------------------------------------------------------
-    def _log_epoch(self, record):
-        with open(os.path.join(self.out_dir, "train.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+    def _write_log(self):
+        """train.jsonl from the history (one line per epoch), atomically."""
+        with atomic_write(os.path.join(self.out_dir, "train.jsonl"), "w",
+                          encoding="utf-8") as f:
+            f.writelines(json.dumps(_standard_json(r), allow_nan=False) + "\n"
+                         for r in self.state["history"])
 
     def run(self, log=print):
         """Train until max_epochs or early stopping; returns the history."""
         cfg, st, model = self.cfg, self.state, self.model
         lengths = [e.feats.shape[0] for e in self.train]
+        n_bad, n_dev_bad = int(self.train_infeasible.sum()), int(self.dev_infeasible.sum())
+        if (n_bad or n_dev_bad) and not st["done"] and st["epoch"] < cfg.max_epochs:
+            log(f"warning: {_infeasible_note(n_bad, self.train, self.train_infeasible)} "
+                f"training and {_infeasible_note(n_dev_bad, self.dev, self.dev_infeasible)} "
+                f"dev utterances are too short for their transcripts at stride "
+                f"{model.stride}: they are left out of the losses (zero gradient)")
         while not st["done"] and st["epoch"] < cfg.max_epochs:
             epoch = st["epoch"]
             self.opt.lr = cfg.lr * cfg.lr_decay ** epoch
@@ -376,13 +437,18 @@ class Trainer:
                     self.opt.step(grads)
                     if self.ema is not None:
                         self._update_ema()
-                st["epoch_loss"] += loss * len(batch)  # "mean" loss is per label, per sequence
-                st["epoch_labels"] += len(batch)
+                    # "mean" loss: per label, averaged over the sequences, the
+                    # infeasible ones included as zeros; they are not counted
+                    st["epoch_loss"] += loss * len(batch)
+                    st["epoch_labels"] += len(batch) - int(
+                        self.train_infeasible[batches[b]].sum())
+                else:
+                    st["epoch_skipped"] += 1
                 st["batch"] = b + 1
                 frames += int(lens.sum())
                 elapsed = time.monotonic() - t_start
                 st["epoch_seconds"] = elapsed
-                bar.update(postfix=f"loss {st['epoch_loss'] / st['epoch_labels']:.3f}, "
+                bar.update(postfix=f"loss {st['epoch_loss'] / max(st['epoch_labels'], 1):.3f}, "
                                    f"{frames / max(elapsed, 1e-9):.0f} frames/s")
                 if cfg.checkpoint_every and (b + 1) % cfg.checkpoint_every == 0 \
                         and b + 1 < len(batches):
@@ -393,7 +459,9 @@ class Trainer:
             record = {"epoch": epoch + 1,
                       "train_loss": st["epoch_loss"] / max(st["epoch_labels"], 1),
                       "dev_loss": dev_loss, "dev_err": dev_err,
-                      "seconds": round(st["epoch_seconds"], 2)}
+                      "seconds": round(st["epoch_seconds"], 2),
+                      "skipped_updates": st["epoch_skipped"],
+                      "train_infeasible": n_bad, "dev_infeasible": n_dev_bad}
             st["history"].append(record)
             # Without dev data every epoch counts as the best so far.  Equal
             # error rates are told apart by the dev loss, which keeps falling
@@ -408,18 +476,43 @@ class Trainer:
                     model.save(os.path.join(self.out_dir, "best.npz"))
             else:
                 st["bad_epochs"] += 1
+            st.update(epoch=epoch + 1, batch=0, epoch_loss=0.0, epoch_labels=0, epoch_seconds=0.0,
+                      epoch_skipped=0)
+            if self.dev and cfg.patience and st["bad_epochs"] >= cfg.patience:
+                st["done"] = True
+            # the checkpoint first: the log describes only epochs it holds
+            self.save_checkpoint()
+            self._write_log()
+            skipped = record["skipped_updates"]
             log(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, dev loss "
                 f"{dev_loss:.4f}, dev error {100 * dev_err:.2f}%"
-                f"{' (best)' if improved else ''}, {record['seconds']:.0f}s")
-            self._log_epoch(record)
-            st.update(epoch=epoch + 1, batch=0, epoch_loss=0.0, epoch_labels=0, epoch_seconds=0.0)
-            if self.dev and cfg.patience and st["bad_epochs"] >= cfg.patience:
+                f"{' (best)' if improved else ''}, {record['seconds']:.0f}s"
+                + (f"; {skipped} of {len(batches)} updates skipped (non-finite loss or "
+                   f"gradient)" if skipped else ""))
+            if st["done"]:
                 log(f"early stop: no better dev error for {cfg.patience} epochs "
                     f"(best {100 * st['best_dev_err']:.2f}% at epoch {st['best_epoch']})")
-                st["done"] = True
-            self.save_checkpoint()
             plot_curves(st["history"], os.path.join(self.out_dir, "curves.png"))
         return st["history"]
+
+
+def _infeasible(model, examples):
+    """Boolean array: which examples are too short for their transcripts."""
+    return np.array([min_output_steps(e.labels) > int(model.output_lengths(len(e.feats)))
+                     for e in examples], bool)
+
+
+def _infeasible_note(n, examples, mask):
+    if not n:
+        return "0"
+    e = examples[int(np.argmax(mask))]
+    return f"{n} (e.g. {e.utt}: {len(e.labels)} labels, {len(e.feats)} frames)"
+
+
+def _standard_json(record):
+    """record with non-finite floats (NaN: no dev data) as None."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()}
 
 
 def plot_curves(history, path):
@@ -444,8 +537,9 @@ def plot_curves(history, path):
     lines = ax1.get_lines() + ax2.get_lines()
     ax1.legend(lines, [ln.get_label() for ln in lines], loc="upper right")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, durable=False) as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return True

@@ -581,7 +581,10 @@ def _search_one(lp, T, blank, beam, prune_thr, top_k, beam_thr, nbest,
     k = 0
     for r in range(min(nbest, nb)):
         i = idx[r]
-        if fin[i] == _NEG_INF and k > 0:
+        # -inf: no way to end this prefix.  With a lexicon constraint that means
+        # it stops inside a word, which is no answer; otherwise the best is
+        # still returned (all paths impossible acoustically, say)
+        if fin[i] == _NEG_INF and (k > 0 or constrain):
             break
         p = bnode[i]
         d = depth[p]
