@@ -1,8 +1,7 @@
-"""Token n-gram training (against direct interpolated formulas), normalisation,
+"""Token n-gram training (against probabilities worked out by hand), normalisation,
 persistence, the ARPA reader and lexicons."""
 import itertools
 import math
-from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
@@ -37,72 +36,147 @@ def test_token_lm_sums_to_one_for_every_history(method, order):
         assert math.fsum(np.exp(lp)) == pytest.approx(1.0, abs=1e-12)
 
 
-def reference_prob(sents, order, method, V_pred, bos, eos):
-    """Direct recursive interpolated estimate (no back-off form)."""
-    raw = defaultdict(Counter)
-    for s in sents:
-        seq = [bos] + s + [eos]
-        for i in range(1, len(seq)):
-            for n in range(1, order + 1):
-                if i - n + 1 >= 0:
-                    raw[tuple(seq[i - n + 1:i])][seq[i]] += 1
+# --- hand-worked examples ---------------------------------------------------------
+# Probabilities worked out by hand from the published formulas (Chen & Goodman
+# 1998, "An empirical study of smoothing techniques for language modeling":
+# interpolated Kneser-Ney, its modified form, Witten-Bell) on tiny corpora,
+# with train_token_lm's documented conventions: sentences are <s> ... </s>;
+# lower orders count distinct left contexts, except after <s> (no left
+# context: raw counts); the unigrams interpolate with a uniform distribution
+# over the predicted symbols (the tokens and </s>); discounts per order from
+# the counts-of-counts n1..n4, clamped to [0.05, 0.95] (Kneser-Ney) or
+# [0.05, k - 0.05] (modified, k = 1, 2, 3), and 0.5 where the counts-of-counts
+# they need are zero.
 
-    def counts(h, n):
-        if method == "witten-bell" or n == order or (h and h[0] == bos):
-            return raw.get(h, Counter())
-        c = Counter()
-        for hh, ws in raw.items():
-            if len(hh) == n and hh[1:] == h:
-                for w in ws:
-                    c[w] += 1
-        return c
-
-    discounts = {}
-
-    def D(n, c):
-        """Discount of a count c at order n (Chen & Goodman's formulas)."""
-        if n not in discounts:
-            coc = Counter()
-            for hh in {hh for hh in raw if len(hh) == n - 1}:
-                coc.update(counts(hh, n).values())
-            d = {0: 0.0, 1: 0.5, 2: 0.5, 3: 0.5}
-            if coc[1] and coc[2]:
-                y = coc[1] / (coc[1] + 2.0 * coc[2])
-                if method == "kneser-ney":
-                    d = {0: 0.0, **dict.fromkeys((1, 2, 3), min(max(y, 0.05), 0.95))}
-                else:
-                    for k in (1, 2, 3):
-                        if coc[k] and coc[k + 1]:
-                            d[k] = min(max(k - (k + 1) * y * coc[k + 1] / coc[k], 0.05),
-                                       k - 0.05)
-            discounts[n] = d
-        return discounts[n][min(c, 3)]
-
-    def p(w, h):
-        n = len(h) + 1
-        low = p(w, h[1:]) if h else 1.0 / V_pred
-        c = counts(h, n)
-        tot = sum(c.values())
-        if tot == 0:
-            return low
-        t1 = len(c)
-        if method == "witten-bell":
-            return (c[w] + t1 * low) / (tot + t1)
-        return (max(c[w] - D(n, c[w]), 0) + sum(D(n, k) for k in c.values()) * low) / tot
-
-    return p
+A, B = 1, 2                       # tokens of AB; class 0 is the blank
+AB = [[A, B], [A, A, B]]          # <s> a b </s>, <s> a a b </s>
+E3, S3 = 3, 4                     # </s> and <s> of a 3-class model
 
 
-@pytest.mark.parametrize("method", ["kneser-ney", "modified-kneser-ney", "witten-bell"])
-def test_token_lm_matches_direct_interpolation(method):
-    order = 3
-    lm = train_token_lm(CORPUS, C, order=order, method=method)
-    ref = reference_prob(CORPUS, order, method, C, lm.bos, lm.eos)
-    pred = lm.predicted
-    for h in histories(lm, 2):
-        got = np.exp(lm.log_probs(pred, [h] * len(pred)))
-        want = [ref(w, tuple(h)) for w in pred]
-        assert got == pytest.approx(want, rel=1e-12)
+def check(lm, table):
+    """table: {history: {symbol: probability}}, every predicted symbol listed."""
+    for h, row in table.items():
+        assert sorted(row) == sorted(lm.predicted)
+        got = np.exp(lm.log_probs(list(row), [h] * len(row)))
+        assert got == pytest.approx(list(row.values()), rel=1e-12), h
+
+
+# AB, bigram Kneser-Ney.  Unigram continuation counts N(. w): a 2 (after <s>
+# and a), b 1, </s> 1; n1 = 2, n2 = 1: D = 2 / (2 + 2) = 1/2; gamma = 1/2 x 3
+# types / 4 = 3/8, so P(a) = 1.5/4 + 3/8 x 1/3 = 1/2, P(b) = P(</s>) = 1/4.
+# Bigram counts <s>a 2, ab 2, aa 1, b</s> 2: n1 = 1, n2 = 3, D = 1/7.
+# P(. | a) = (c - 1/7) / 3 + (2/7)/3 x P(.): b 13/21 + 2/21 x 1/4 = 9/14,
+# a 6/21 + 1/21 = 1/3, </s> 1/42; after <s>: a 13/14 + 1/14 x 1/2 = 27/28.
+KN_AB2 = {
+    (): {A: 1 / 2, B: 1 / 4, E3: 1 / 4},
+    (S3,): {A: 27 / 28, B: 1 / 56, E3: 1 / 56},
+    (A,): {A: 1 / 3, B: 9 / 14, E3: 1 / 42},
+    (B,): {A: 1 / 28, B: 1 / 56, E3: 53 / 56},
+}
+# AB, trigram Kneser-Ney.  Trigrams <s>ab 1, <s>aa 1, aab 1, ab</s> 2:
+# n1 = 3, n2 = 1, D3 = 3/5.  Middle order: continuation counts after a
+# (b 2: <s>ab and aab; a 1) and after b (</s> 1), raw counts after <s>
+# (a 2): n1 = 2, n2 = 2, D2 = 1/3; unigrams as above.
+# P2(. | a): b (2 - 1/3)/3 + 2/9 x 1/4 = 11/18, a 2/9 + 2/9 x 1/2 = 1/3,
+# </s> 1/18.  P2(. | b): </s> 2/3 + 1/3 x 1/4 = 3/4, a 1/6, b 1/12.
+# P2(. | <s>): a 5/6 + 1/6 x 1/2 = 11/12, b = </s> = 1/24.
+# P3(. | <s> a) = (c - 3/5)/2 + 3/5 P2(. | a): b 1/5 + 11/30 = 17/30,
+# a 1/5 + 1/5 = 2/5, </s> 1/30.  P3(. | a b): </s> 7/10 + 3/10 x 3/4 =
+# 37/40, a 1/20, b 1/40.  P3(. | a a): b 2/5 + 11/30 = 23/30, a 1/5,
+# </s> 1/30.  An unseen history (b a) is P2(. | a).
+KN_AB3 = {
+    (S3, A): {A: 2 / 5, B: 17 / 30, E3: 1 / 30},
+    (A, B): {A: 1 / 20, B: 1 / 40, E3: 37 / 40},
+    (A, A): {A: 1 / 5, B: 23 / 30, E3: 1 / 30},
+    (B, A): {A: 1 / 3, B: 11 / 18, E3: 1 / 18},
+    (A,): {A: 1 / 3, B: 11 / 18, E3: 1 / 18},
+    (B,): {A: 1 / 6, B: 1 / 12, E3: 3 / 4},
+    (S3,): {A: 11 / 12, B: 1 / 24, E3: 1 / 24},
+    (): {A: 1 / 2, B: 1 / 4, E3: 1 / 4},
+}
+# AB, bigram Witten-Bell (raw counts at every order): unigrams a 3, b 2,
+# </s> 2 of 7, 3 types: P(.) = (c + 3 x 1/3) / 10 = 2/5, 3/10, 3/10.
+# P(. | <s>) = (c + 1 x P(.)) / 3: a 4/5, b 1/10, </s> 1/10;
+# P(. | a) = (c + 2 P(.)) / 5: b 13/25, a 9/25, </s> 3/25.
+WB_AB2 = {
+    (): {A: 2 / 5, B: 3 / 10, E3: 3 / 10},
+    (S3,): {A: 4 / 5, B: 1 / 10, E3: 1 / 10},
+    (A,): {A: 9 / 25, B: 13 / 25, E3: 3 / 25},
+}
+
+
+@pytest.mark.parametrize("order, method, table", [
+    (2, "kneser-ney", KN_AB2), (3, "kneser-ney", KN_AB3), (2, "witten-bell", WB_AB2)])
+def test_token_lm_by_hand(order, method, table):
+    check(train_token_lm(AB, 3, order=order, method=method), table)
+
+
+# One sentence, unigrams: A x4, B x3, C x2, D x2, E, F, G once, </s> once,
+# token 8 unseen; 15 counts, 8 types, 9 predicted symbols.
+# n1 = 4, n2 = 2, n3 = 1, n4 = 1, Y = n1 / (n1 + 2 n2) = 1/2.
+# Kneser-Ney: D = Y = 1/2, gamma = 1/2 x 8 / 15: P = (c - 1/2)/15 + 4/135.
+# Modified: D1 = 1 - 2Y n2/n1 = 1/2, D2 = 2 - 3Y n3/n2 = 5/4,
+# D3+ = 3 - 4Y n4/n3 = 1, gamma = (4 x 1/2 + 2 x 5/4 + 2 x 1) / 15 = 6.5/15,
+# P = (c - D(c))/15 + 6.5/135.  Witten-Bell: P = (c + 8/9) / 23.
+SPREAD = [[1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 6, 7]]
+SPREAD_P = {
+    "kneser-ney": [35.5, 26.5, 17.5, 17.5, 8.5, 8.5, 8.5, 4, 8.5],
+    "modified-kneser-ney": [33.5, 24.5, 13.25, 13.25, 11, 11, 11, 6.5, 11],
+    "witten-bell": [x * 135 / 207 for x in (44, 35, 26, 26, 17, 17, 17, 8, 17)],
+}
+
+
+@pytest.mark.parametrize("method", sorted(SPREAD_P))
+def test_token_unigram_discounts_by_hand(method):
+    lm = train_token_lm(SPREAD, 9, order=1, method=method)
+    check(lm, {(): dict(zip(lm.predicted, np.array(SPREAD_P[method]) / 135))})
+
+
+# The clamps.  (1) Tokens 1..10 twice, 11 once, </s> twice, 12 unseen (23
+# counts, 12 types, 13 predicted): n1 = 1, n2 = 11, Y = 1/23 < 0.05.
+# Kneser-Ney: D = 0.05 (not 1/23), gamma = 0.6/23, P = (c - 0.05)/23 + 0.6/299.
+# Modified: D1 = 1 - 2Y x 11 = 1/23 -> 0.05, D2 = 0.5 (n3 = 0), gamma =
+# (0.05 + 11 x 0.5)/23, P = (c - D(c))/23 + 5.55/299.
+# (2) Tokens 1..39 once, 40 twice, </s> once, 41 unseen (42 counts, 41 types,
+# 42 predicted): n1 = 40, n2 = 1, Y = 40/42 > 0.95.  Kneser-Ney: D = 0.95,
+# gamma = 0.95 x 41/42, P = (c - 0.95)/42 + 38.95/1764.  Modified: D1 =
+# 1 - 2Y/40 = 40/42 -> 0.95, D2 = 0.5, gamma = (40 x 0.95 + 0.5)/42,
+# P = (c - D(c))/42 + 38.5/1764.
+# (3) Modified only: A, B x3, C x2, D once, </s> once, 5 unseen (10 counts,
+# 6 predicted): n1 = 2, n2 = 1, n3 = 2, n4 = 0, Y = 1/2, D1 = 1/2,
+# D2 = 2 - 3Y x 2 = -1 -> 0.05, D3+ = 0.5 (n4 = 0), gamma = (1 + 0.05 + 1)/10,
+# P = (c - D(c))/10 + 2.05/60.
+CLAMPS = [
+    ([list(range(1, 11)), list(range(1, 12))], 13, "kneser-ney",
+     [25.95] * 10 + [12.95, 0.6, 25.95], 299),
+    ([list(range(1, 11)), list(range(1, 12))], 13, "modified-kneser-ney",
+     [25.05] * 10 + [17.9, 5.55, 25.05], 299),
+    ([list(range(1, 40)) + [40, 40]], 42, "kneser-ney",
+     [41.05] * 39 + [83.05, 38.95, 41.05], 1764),
+    ([list(range(1, 40)) + [40, 40]], 42, "modified-kneser-ney",
+     [40.6] * 39 + [101.5, 38.5, 40.6], 1764),
+    ([[1, 1, 1, 2, 2, 2, 3, 3, 4]], 6, "modified-kneser-ney",
+     [17.05, 17.05, 13.75, 5.05, 2.05, 5.05], 60),
+]
+
+
+@pytest.mark.parametrize("sents, C, method, numer, denom", CLAMPS)
+def test_discount_clamps_by_hand(sents, C, method, numer, denom):
+    lm = train_token_lm(sents, C, order=1, method=method)
+    check(lm, {(): dict(zip(lm.predicted, np.array(numer) / denom))})
+
+
+def test_kneser_ney_counts_contexts_not_occurrences():
+    """Token 1 occurs 4 times, always after 2; token 3 3 times, after 3
+    different tokens.  Kneser-Ney's lower order prefers 3 (a likelier
+    continuation of a new context); Witten-Bell's raw counts prefer 1."""
+    sents = [[2, 1]] * 4 + [[3], [2, 3], [4, 3]]
+    kn = train_token_lm(sents, 5, order=2, method="kneser-ney")
+    wb = train_token_lm(sents, 5, order=2, method="witten-bell")
+    assert kn.log_prob(3, ()) > kn.log_prob(1, ())
+    assert wb.log_prob(1, ()) > wb.log_prob(3, ())
+    # after 2, where both were seen, 1 (seen 4 times) beats 3 (once) in both
+    assert kn.log_prob(1, [2]) > kn.log_prob(3, [2]) and wb.log_prob(1, [2]) > wb.log_prob(3, [2])
 
 
 def test_token_lm_prefers_seen_continuations():
@@ -267,3 +341,28 @@ def test_lexicon_file_and_errors(tmp_path, arpa_path):
         WordLM(lm, tokens, word_delimiter=" ")
     with pytest.raises(ValueError, match="delimiter"):
         WordLM(lm, tokens, word_delimiter="|", lexicon={"a": ["AH", "|"]})
+
+
+@pytest.mark.parametrize("delimiter", ["|", None])
+def test_constrained_search_never_ends_mid_word(arpa_path, delimiter):
+    """With a lexicon, every hypothesis spells lexicon words only: a beam
+    whose prefixes all stop inside a word has nothing valid to return."""
+    from ctcseq.decode import beam_search
+    lm = read_arpa(str(arpa_path))
+    tokens = ["<b>", "|", "AH", "B", "IY"]
+    w = WordLM(lm, tokens, word_delimiter=delimiter, lexicon={"a": ["AH"], "b": ["B", "IY"]})
+    # the frames say "B", then nothing: B alone is no word
+    p = np.array([[.01, .01, .01, .96, .01], [.96, .01, .01, .01, .01]])
+    hyps = beam_search(np.log(p)[:, None, :], beam_width=1, lm=w, alpha=1.0)[0]
+    spellings = {("AH",), ("B", "IY")}
+    for h in hyps:
+        assert math.isfinite(h.score), (h.tokens, h.score)
+        names = [tokens[t] for t in h.tokens]
+        if delimiter:   # one word between delimiters
+            words = " ".join(names).split("|")
+            assert all(tuple(w.split()) in spellings for w in words if w.strip()), names
+        else:           # words back to back
+            while names:
+                w = next((w for w in spellings if tuple(names[:len(w)]) == w), None)
+                assert w is not None, names
+                names = names[len(w):]

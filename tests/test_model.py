@@ -150,8 +150,20 @@ def test_dropout_grads_match_finite_differences(small_case):
             flat[i] = old
             assert g[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9), \
                 (name, i)
-    # inference never drops
-    np.testing.assert_array_equal(model.log_probs(x, lengths), model.log_probs(x, lengths))
+    # inference never drops: right after a dropout forward, log_probs is what
+    # the same weights give in a model that never ran one (whose CTC loss is
+    # the loss without dropout), and not what the dropout forward computed
+    fresh = CTCModel(3, 3, 2, 5, seed=1, dtype=np.float64, init_range=0.5)
+    clean = fresh.log_probs(x, lengths)
+    clean_loss = fresh.loss_and_grads(x, lengths, targets, tl)[0]
+    for seed in (5, 6):
+        dropped = model.loss_and_grads(x, lengths, targets, tl, dropout=0.4,
+                                       rng=np.random.default_rng(seed))[0]
+        after = model.log_probs(x, lengths)
+        np.testing.assert_array_equal(after, clean)
+        inferred = float(ctc_loss(after, targets, lengths, tl))
+        assert inferred == pytest.approx(clean_loss, rel=1e-12)
+        assert dropped != pytest.approx(inferred)
     with pytest.raises(ValueError, match="rng"):
         model.loss_and_grads(x, lengths, targets, tl, dropout=0.2)
     with pytest.raises(ValueError, match="dropout"):

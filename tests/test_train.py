@@ -103,32 +103,60 @@ def _has_matplotlib():
         return False
 
 
-def test_weight_average(tmp_path):
-    t = train_fixture.build(str(tmp_path), max_epochs=1)
-    start = {k: v.copy() for k, v in t.model.params.items()}
-    t.cfg.max_epochs = 1
-    seen = []
-    real_step = t.opt.step
+@pytest.mark.parametrize("ema, epochs", [(0.8, 1), (0.5, 2)])
+def test_weight_average_by_hand(tmp_path, monkeypatch, ema, epochs):
+    """The average follows TrainConfig's documented rule, checked against
+    values worked out by hand rather than the rule's own code.
 
-    def step(grads):  # record the weights after each update
-        real_step(grads)
-        seen.append({k: v.copy() for k, v in t.model.params.items()})
+    The optimiser is stubbed so that update k (k = 1, 2, ...) sets every
+    weight to s k, and the average starts from zero.  Update n + 1 uses the
+    decay d_n = min(ema, (1 + n) / (10 + n)).  While d_n is below ema,
+    a_1 = (1 - 1/10) s = 0.9 s, and a_n = 0.9 n s gives
+    a_{n+1} = d_n a_n + (1 - d_n)(n + 1) s = (n + 1)(0.9 n + 9) s / (10 + n)
+    = 0.9 (n + 1) s: the average is 0.9 n s until (1 + n) / (10 + n) reaches
+    ema (n = 35 for 0.8, n = 8 for 0.5).  With ema = 0.5, from a_9 = 8.1 s on,
+    e_n = a_n - (n - 1) s halves at every update (e_{n+1} = 0.5 a_n +
+    0.5 (n + 1) s - n s = 0.5 e_n), so a_n = (n - 1 + 0.1 / 2**(n - 9)) s.
+    Dev evaluation and best.npz see the average; training goes on from the
+    trained weights.
+    """
+    import ctcseq.train as tr
+
+    def by_hand(n):
+        return 0.9 * n if ema == 0.8 or n <= 9 else n - 1 + 0.1 / 2 ** (n - 9)
+
+    s = 0.01
+    t = train_fixture.build(str(tmp_path), max_epochs=epochs)
+    t.cfg.ema = ema
+    for k in t.model.params:
+        t.model.params[k][...] = 0.0
+        t.ema[k][...] = 0.0
+    updates = [0]
+
+    def step(grads):
+        updates[0] += 1
+        for p in t.model.params.values():
+            p[...] = s * updates[0]
 
     t.opt.step = step
+    seen = []  # (updates so far, the weights dev evaluation sees)
+
+    def evaluate(model, *args, **kwargs):
+        seen.append((updates[0], {k: v.copy() for k, v in model.params.items()}))
+        return 1.0 / len(seen), 0.5 / len(seen)  # every epoch the best so far
+
+    monkeypatch.setattr(tr, "evaluate", evaluate)
     t.run(log=lambda *_: None)
-    expected = start
-    for n, w in enumerate(seen):
-        d = min(0.8, (1 + n) / (10 + n))
-        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
-    last = {k: v.copy() for k, v in t.model.params.items()}
-    with t.averaged_weights():
-        for k, p in t.model.params.items():
-            np.testing.assert_allclose(p, expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert len(seen) == epochs and seen[0][0] >= 10  # both regimes when ema = 0.5
+    for n, weights in seen:
+        for k, p in weights.items():
+            np.testing.assert_allclose(p, s * by_hand(n), rtol=1e-5, err_msg=(n, k))
+    n = updates[0]
     for k, p in t.model.params.items():  # the trained weights are back
-        np.testing.assert_array_equal(p, last[k])
+        np.testing.assert_array_equal(p, np.float32(s * n), err_msg=k)
     best = CTCModel.load(tmp_path / "best.npz")  # the averaged weights are the ones kept
     for k, p in best.params.items():
-        np.testing.assert_allclose(p, expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(p, s * by_hand(n), rtol=1e-5, err_msg=k)
     with pytest.raises(ValueError, match="ema"):
         TrainConfig(ema=1.0)
 
