@@ -13,13 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ctcseq import datadir
 
-__all__ = ["AUDIO_EXTENSIONS", "sanitize_id", "char_tokens", "chars_inventory", "audio_info",
+__all__ = ["AUDIO_EXTENSIONS", "RECORD", "sanitize_id", "char_tokens", "chars_inventory",
+           "audio_info", "read_text_lines", "spread_over_speakers", "readable_subset",
            "prepare_out_dir", "write_json", "examples", "report", "run_cli"]
 
 # Extensions of the formats libsndfile reads (lower case, without the dot).
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "mp3", "sph", "nist", "aiff", "aif",
                     "au", "snd", "w64", "caf")
 _SHOW = 5   # names shown when reporting unmatched files
+# What the recipes (recipes/lib/stage.sh) record in an output directory: the
+# arguments it was made from.  Builders list it among their own entries, so
+# that --overwrite removes it (a record of other arguments must not survive).
+RECORD = ".args"
 
 
 def sanitize_id(name):
@@ -81,6 +86,85 @@ def audio_info(paths, jobs=4):
         return dict(map(one, paths))
     with ThreadPoolExecutor(jobs) as pool:
         return dict(pool.map(one, paths))
+
+
+def read_text_lines(path, encoding="utf-8"):
+    """``(line number, line)`` of a text file, for transcripts and lists.
+
+    A UTF-8 byte-order mark at the start is dropped (it would otherwise
+    stick to the first name).  A line that is not valid in ``encoding``
+    raises ValueError naming the file, the line and the byte, instead of
+    Python's bare "'utf-8' codec can't decode byte 0xff in position 34".
+    """
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf") and \
+                    encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig"):
+                raw = raw[3:]
+            try:
+                yield n, raw.decode(encoding)
+            except UnicodeDecodeError as e:
+                bad = raw[e.start:e.start + 1]
+                raise ValueError(
+                    f"{path}:{n}: not {encoding} text (byte 0x{bad.hex()} at column "
+                    f"{e.start + 1}); convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                    " or remove it") from None
+            except LookupError:
+                raise ValueError(f"unknown text encoding {encoding!r}") from None
+
+
+def spread_over_speakers(utts, speaker_of):
+    """Utterances reordered to take every speaker's first, then second ... one.
+
+    The first N of the result are a subset of N utterances spread over as
+    many speakers as possible; ties follow the order of ``utts`` (sorted
+    input gives a deterministic choice).
+
+    >>> spread_over_speakers(["a1", "a2", "a3", "b1"], lambda u: u[0])
+    ['a1', 'b1', 'a2', 'a3']
+    """
+    utts = list(utts)
+    rank, seen = [], {}
+    for i, u in enumerate(utts):
+        spk = speaker_of(u)
+        rank.append((seen.get(spk, 0), i))
+        seen[spk] = seen.get(spk, 0) + 1
+    return [utts[i] for _, i in sorted(rank)]
+
+
+def readable_subset(candidates, path_of, subset=0, jobs=4):
+    """Audio headers of the candidates, stopping once ``subset`` of them read.
+
+    Parameters
+    ----------
+    candidates : list
+        Utterances in order of preference (see :func:`spread_over_speakers`).
+    path_of : callable
+        Utterance -> audio path.
+    subset : int
+        Keep at most this many readable ones (0: all).  Headers are read
+        only as far as needed, so a subset of a large corpus is quick.
+
+    Returns
+    -------
+    kept : list
+        The readable utterances chosen, in the order of ``candidates``.
+    info : dict of str -> (float, int) or str
+        :func:`audio_info` of every header read.
+    bad : list
+        Utterances whose audio could not be read.
+    """
+    if subset < 0:
+        raise ValueError(f"--subset must be >= 0, got {subset}")
+    want = subset or len(candidates)
+    kept, bad, info, i = [], [], {}, 0
+    while len(kept) < want and i < len(candidates):
+        batch = candidates[i:i + want - len(kept)]
+        i += len(batch)
+        info.update(audio_info([path_of(u) for u in batch], jobs))
+        for u in batch:
+            (bad if isinstance(info[path_of(u)], str) else kept).append(u)
+    return kept, info, bad
 
 
 def prepare_out_dir(out_dir, overwrite, entries):

@@ -11,9 +11,14 @@ error.
 ``--unit`` says what the transcripts hold:
 
 ``words`` (default)
-    Ordinary text.  ``text`` is written as given, ``text.chr`` holds the
-    lower-cased characters with ``<space>`` between words, and ``chars.txt``
-    the characters seen (plus ``<space>``).
+    Ordinary text.  ``text`` is written as given (case and punctuation
+    kept, runs of whitespace made single spaces); ``text.chr`` holds its
+    characters lower-cased, with ``<space>`` between words, and
+    ``chars.txt`` the characters seen (plus ``<space>``).  Nothing else is
+    normalised: punctuation and digits stay, each a symbol of its own
+    (``"Hello, 42!"`` -> ``h e l l o , <space> 4 2 !``), so a model learns
+    to output them.  Remove or spell them out in the transcripts first if
+    you do not want that.
 ``chars``
     Space-separated character tokens with ``<space>`` between words, kept as
     given in ``text.chr`` (and ``chars.txt``); ``text`` gets the words they
@@ -23,17 +28,29 @@ error.
     the same phone string (there are no words).
 
 Utterance ids come from the names (whitespace replaced by ``_``, ``/`` by
-``-``).  The speaker is the utterance itself unless ``--utt2spk FILE``
+``-``; a file ``hello there.wav`` is named ``hello_there`` in the
+transcript file, or ``spk1/hello_there`` by its relative path).  The
+speaker is the utterance itself unless ``--utt2spk FILE``
 (``<name> <speaker>`` lines) or ``--spk-from-dir`` (the file's parent folder)
 says otherwise; an utterance id that does not start with its speaker id gets
 it as a prefix (``<spk>-<name>``), as Kaldi requires.  ``wav.scp`` holds
 absolute paths, since the audio is not copied.
 
+Scoring: ``ctcseq eval`` compares tokens exactly, case included.  A
+character model outputs lower case, so score its words against the words
+spelled by ``text.chr`` (``<space>`` -> word boundary), not against
+``text``, where ``Hello`` differs from ``hello`` and ``world!`` from
+``world``.
+
+The transcript file is read as UTF-8 (a byte-order mark is allowed);
+``--encoding`` names another (``latin-1`` ...).  A line that does not decode
+stops the run with its file and line named.
+
 Example
 -------
 ::
 
-    python -m data_prep.folder --audio recordings --transcript prompts.txt \\
+    ctcseq prepare folder --audio recordings --transcript prompts.txt \\
         --out data/mine --spk-from-dir
 """
 from __future__ import annotations
@@ -45,8 +62,9 @@ import sys
 
 from ctcseq import datadir
 
-from .common import (AUDIO_EXTENSIONS, _SHOW, audio_info, char_tokens, chars_inventory,
-                     examples, prepare_out_dir, report, run_cli, sanitize_id, write_json)
+from .common import (AUDIO_EXTENSIONS, RECORD, _SHOW, audio_info, char_tokens,
+                     chars_inventory, examples, prepare_out_dir, read_text_lines, report,
+                     run_cli, sanitize_id, write_json)
 from .phones import write_phone_list
 
 __all__ = ["UNITS", "find_audio", "read_transcripts", "build_folder", "main"]
@@ -98,28 +116,30 @@ def find_audio(audio_dir, extensions=AUDIO_EXTENSIONS):
     return out
 
 
-def read_transcripts(path):
+def read_transcripts(path, encoding="utf-8"):
     """``<name> <transcript>`` lines -> ``{name: transcript}`` (blank lines skipped).
+
+    A UTF-8 byte-order mark is dropped; ``encoding`` names another encoding.
 
     Raises
     ------
     ValueError
-        A missing file, a duplicate name or a name without transcript.
+        A missing file, a line that does not decode (file and line named),
+        a duplicate name or a name without transcript.
     """
     if not os.path.isfile(path):
         raise ValueError(f"transcript file {path!r} does not exist")
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.split(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) < 2 or not parts[1].strip():
-                raise ValueError(f"{path}:{n}: {parts[0]!r} has no transcript")
-            name = _strip_audio_ext(parts[0].replace("\\", "/"))
-            if name in out:
-                raise ValueError(f"{path}:{n}: duplicate name {name!r}")
-            out[name] = " ".join(parts[1].split())
+    for n, line in read_text_lines(path, encoding):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) < 2 or not parts[1].strip():
+            raise ValueError(f"{path}:{n}: {parts[0]!r} has no transcript")
+        name = _strip_audio_ext(parts[0].replace("\\", "/"))
+        if name in out:
+            raise ValueError(f"{path}:{n}: duplicate name {name!r}")
+        out[name] = " ".join(parts[1].split())
     return out
 
 
@@ -144,12 +164,12 @@ def _match(names, audio):
     return pairs, missing, ambiguous
 
 
-def _speakers(pairs, utt2spk_file, spk_from_dir, audio_dir):
+def _speakers(pairs, utt2spk_file, spk_from_dir, audio_dir, encoding="utf-8"):
     """{name: speaker id} by the chosen rule."""
     if utt2spk_file and spk_from_dir:
         raise ValueError("give --utt2spk or --spk-from-dir, not both")
     if utt2spk_file:
-        table = read_transcripts(utt2spk_file)
+        table = read_transcripts(utt2spk_file, encoding)
         missing = [n for n in pairs if n not in table]
         if missing:
             raise ValueError(f"--utt2spk {utt2spk_file}: no speaker for {len(missing)} "
@@ -163,7 +183,7 @@ def _speakers(pairs, utt2spk_file, spk_from_dir, audio_dir):
 
 
 def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
-                 spk_from_dir=False, overwrite=False, jobs=4, log=print):
+                 spk_from_dir=False, overwrite=False, jobs=4, log=print, encoding="utf-8"):
     """Write one data directory for a folder of audio and a transcript file.
 
     Parameters
@@ -187,6 +207,9 @@ def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
         Threads reading audio headers.
     log : callable
         Receives report lines.
+    encoding : str
+        Of the transcript and ``utt2spk`` files (a UTF-8 byte-order mark is
+        dropped).
 
     Returns
     -------
@@ -196,7 +219,7 @@ def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
     if unit not in UNITS:
         raise ValueError(f"--unit must be one of {UNITS}, got {unit!r}")
     audio = find_audio(audio_dir)
-    texts = read_transcripts(transcript)
+    texts = read_transcripts(transcript, encoding)
     pairs, missing, ambiguous = _match(texts, audio)
     if ambiguous:
         raise ValueError(f"{transcript}: name(s) matching several audio files, give the "
@@ -211,7 +234,7 @@ def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
         raise ValueError(f"no transcript in {transcript} matches an audio file in {audio_dir} "
                          f"(transcript names e.g. {examples(texts, 3)}; "
                          f"audio e.g. {examples(audio, 3)})")
-    spk = _speakers(pairs, utt2spk, spk_from_dir, audio_dir)
+    spk = _speakers(pairs, utt2spk, spk_from_dir, audio_dir, encoding)
     info = audio_info([audio[k] for k in pairs.values()], jobs)
     unreadable = [n for n, k in pairs.items() if isinstance(info[audio[k]], str)]
     for n in unreadable[:_SHOW]:
@@ -256,7 +279,7 @@ def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
         raise ValueError(f"{transcript}: transcripts with no words: {examples(empty)}")
 
     prepare_out_dir(out_dir, overwrite, datadir.REQUIRED + datadir.UTT_TABLES
-                    + ("chars.txt", "phones.txt", "summary.json"))
+                    + ("chars.txt", "phones.txt", "summary.json", RECORD))
     datadir.write_data_dir(out_dir, wav, text, utt2spk_t, extra)
     write_phone_list(os.path.join(out_dir, symbols_file), symbols)
     summary = {"audio": os.path.abspath(audio_dir), "transcript": os.path.abspath(transcript),
@@ -274,9 +297,15 @@ def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
 # command line
 # --------------------------------------------------------------------------
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="python -m data_prep.folder",
-                                 description=__doc__.split("\n\n")[0])
+def _parser(prog="ctcseq prepare folder"):
+    ap = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Transcripts: with --unit words, 'text' keeps them as given; 'text.chr' is "
+        "lower-cased\nwith punctuation and digits kept as characters of their own. "
+        "Spaces in file names\nbecome '_' ('hello there.wav' is 'hello_there'). "
+        "'ctcseq eval' compares tokens exactly,\ncase included: score a character model's "
+        "words against the words of text.chr,\nnot against text. See data_prep/README.md.")
     ap.add_argument("--audio", required=True, help="folder of audio files (searched recursively)")
     ap.add_argument("--transcript", required=True, help="file of '<name> <transcript>' lines")
     ap.add_argument("--out", required=True, help="data directory to write")
@@ -285,20 +314,24 @@ def _parser():
     ap.add_argument("--utt2spk", help="file of '<name> <speaker>' lines")
     ap.add_argument("--spk-from-dir", action="store_true",
                     help="speaker = the audio file's parent folder")
+    ap.add_argument("--encoding", default="utf-8",
+                    help="of the transcript and --utt2spk files (default utf-8; a byte-order "
+                    "mark is allowed)")
     ap.add_argument("--jobs", type=int, default=4, help="threads reading audio headers (4)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace a data directory written before")
     return ap
 
 
-def main(argv=None):
-    """Command-line entry: ``python -m data_prep.folder --audio DIR --transcript F --out D``."""
-    args = _parser().parse_args(argv)
+def main(argv=None, prog="ctcseq prepare folder"):
+    """Command-line entry: ``ctcseq prepare folder --audio DIR --transcript F --out D``
+    (``python -m data_prep.folder`` runs it too)."""
+    args = _parser(prog).parse_args(argv)
     build_folder(args.audio, args.transcript, args.out, unit=args.unit, utt2spk=args.utt2spk,
                  spk_from_dir=args.spk_from_dir, overwrite=args.overwrite, jobs=args.jobs,
-                 log=report)
+                 log=report, encoding=args.encoding)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(lambda argv: main(argv, prog="python -m data_prep.folder")))

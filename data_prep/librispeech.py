@@ -24,6 +24,14 @@ Example
 
     python -m data_prep.librispeech --root /corpora/LibriSpeech --out data/librispeech \\
         --parts train-clean-100 dev-clean test-clean
+
+``--subset N`` keeps N utterances of each part, spread over its readers, for
+a quick look at the corpus (only their audio headers are read).
+
+Transcripts are UTF-8 (a byte-order mark is allowed); a line that is not
+stops the run with its file and line named.  Hidden files (``.*``, such as
+the ``._*.trans.txt`` AppleDouble files macOS leaves beside the originals)
+are ignored, as are hidden directories.
 """
 from __future__ import annotations
 
@@ -33,8 +41,9 @@ import sys
 
 from ctcseq import datadir
 
-from .common import (audio_info, char_tokens, chars_inventory, examples, prepare_out_dir,
-                     report, run_cli, write_json)
+from .common import (RECORD, char_tokens, chars_inventory, examples, prepare_out_dir,
+                     read_text_lines, readable_subset, report, run_cli, spread_over_speakers,
+                     write_json)
 from .phones import write_phone_list
 
 __all__ = ["PARTS", "DEFAULT_PARTS", "find_parts", "scan_part", "build_librispeech", "main"]
@@ -89,27 +98,28 @@ def scan_part(part_dir):
     """
     texts, audio = {}, {}
     for dirpath, dirnames, filenames in os.walk(part_dir):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
             path = os.path.join(dirpath, fn)
+            if fn.startswith("."):      # ._*.trans.txt, ._*.flac: macOS AppleDouble files
+                continue
             if fn.endswith(".trans.txt"):
                 _read_trans(path, texts)
-            elif fn.endswith(".flac") and not fn.startswith("."):
+            elif fn.endswith(".flac"):
                 audio[fn[:-len(".flac")]] = os.path.abspath(path)
     return texts, audio
 
 
 def _read_trans(path, texts):
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.split(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{n}: {parts[0]!r} has no transcript")
-            if parts[0] in texts:
-                raise ValueError(f"{path}:{n}: duplicate utterance {parts[0]!r}")
-            texts[parts[0]] = parts[1].strip()
+    for n, line in read_text_lines(path):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{n}: {parts[0]!r} has no transcript")
+        if parts[0] in texts:
+            raise ValueError(f"{path}:{n}: duplicate utterance {parts[0]!r}")
+        texts[parts[0]] = parts[1].strip()
 
 
 def _speaker(utt, where):
@@ -119,8 +129,9 @@ def _speaker(utt, where):
     return spk
 
 
-def _prepare_part(part, part_dir, jobs, log):
-    """Tables of one part, plus a list of skipped utterances."""
+def _prepare_part(part, part_dir, jobs, log, subset=0):
+    """Tables of one part (``subset`` utterances of it, if > 0), plus a list
+    of skipped utterances."""
     texts, audio = scan_part(part_dir)
     no_audio = sorted(set(texts) - set(audio))
     no_text = sorted(set(audio) - set(texts))
@@ -131,12 +142,13 @@ def _prepare_part(part, part_dir, jobs, log):
         log(f"warning: {part}: {len(no_text)} audio file(s) without transcript: "
             f"{examples(no_text)}")
     utts = sorted(set(texts) & set(audio))
-    info = audio_info([audio[u] for u in utts], jobs)
-    bad = [u for u in utts if isinstance(info[audio[u]], str)]
+    if subset:
+        utts = spread_over_speakers(utts, lambda u: u.partition("-")[0])
+    utts, info, bad = readable_subset(utts, audio.__getitem__, subset, jobs)
+    utts.sort()
     for u in bad[:5]:
         log(f"warning: {audio[u]}: {info[audio[u]]}")
     skipped += [f"{u}: {info[audio[u]]}" for u in bad]
-    utts = [u for u in utts if u not in set(bad)]
     if not utts:
         raise ValueError(f"{part_dir}: no utterance with both a transcript and readable audio")
     tables = {
@@ -149,7 +161,8 @@ def _prepare_part(part, part_dir, jobs, log):
     return tables, skipped
 
 
-def build_librispeech(root, out_dir, parts=DEFAULT_PARTS, overwrite=False, jobs=4, log=print):
+def build_librispeech(root, out_dir, parts=DEFAULT_PARTS, overwrite=False, jobs=4, log=print,
+                      subset=0):
     """Write one data directory per part and ``chars.txt``.
 
     Parameters
@@ -166,6 +179,9 @@ def build_librispeech(root, out_dir, parts=DEFAULT_PARTS, overwrite=False, jobs=
         Threads reading audio headers.
     log : callable
         Receives report lines (warnings start with ``warning:``).
+    subset : int
+        Keep at most this many utterances of each part (0: all), spread over
+        its readers; for a quick run on a large corpus.
 
     Returns
     -------
@@ -175,15 +191,17 @@ def build_librispeech(root, out_dir, parts=DEFAULT_PARTS, overwrite=False, jobs=
     parts = list(dict.fromkeys(parts))
     if not parts:
         raise ValueError("--parts: give at least one part")
+    if subset < 0:
+        raise ValueError(f"--subset must be >= 0, got {subset}")
     dirs = find_parts(root, parts)
-    prepared = {p: _prepare_part(p, d, jobs, log) for p, d in dirs.items()}
-    prepare_out_dir(out_dir, overwrite,
-                    [dir_name(p) for p in PARTS + tuple(parts)] + ["chars.txt", "summary.json"])
+    prepared = {p: _prepare_part(p, d, jobs, log, subset) for p, d in dirs.items()}
+    prepare_out_dir(out_dir, overwrite, [dir_name(p) for p in PARTS + tuple(parts)]
+                    + ["chars.txt", "summary.json", RECORD])
     # one inventory for every part, so dev/test never hold a symbol training lacks
     chars = chars_inventory(v for tables, _ in prepared.values()
                             for v in tables["text.chr"].values())
     write_phone_list(os.path.join(out_dir, "chars.txt"), chars)
-    summary = {"root": os.path.abspath(root), "parts": {}}
+    summary = {"root": os.path.abspath(root), "subset": subset, "parts": {}}
     for part, (tables, skipped) in prepared.items():
         name = dir_name(part)
         datadir.write_data_dir(os.path.join(out_dir, name), tables["wav.scp"], tables["text"],
@@ -200,27 +218,31 @@ def build_librispeech(root, out_dir, parts=DEFAULT_PARTS, overwrite=False, jobs=
     return summary
 
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="python -m data_prep.librispeech",
+def _parser(prog="ctcseq prepare librispeech"):
+    ap = argparse.ArgumentParser(prog=prog,
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", required=True, help="LibriSpeech/ or the folder holding it")
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS),
                     help=f"parts to prepare (default: {' '.join(DEFAULT_PARTS)})")
+    ap.add_argument("--subset", type=int, default=0, metavar="N",
+                    help="keep N utterances of each part, spread over its readers, for a "
+                    "quick run (default 0: all)")
     ap.add_argument("--jobs", type=int, default=4, help="threads reading audio headers (4)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace what an earlier run wrote in --out")
     return ap
 
 
-def main(argv=None):
-    """Command-line entry: ``python -m data_prep.librispeech --root ROOT --out DIR``."""
-    args = _parser().parse_args(argv)
+def main(argv=None, prog="ctcseq prepare librispeech"):
+    """Command-line entry: ``ctcseq prepare librispeech --root ROOT --out DIR``
+    (``python -m data_prep.librispeech`` runs it too)."""
+    args = _parser(prog).parse_args(argv)
     build_librispeech(args.root, args.out, parts=args.parts, overwrite=args.overwrite,
-                      jobs=args.jobs,
+                      jobs=args.jobs, subset=args.subset,
                       log=report)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(lambda argv: main(argv, prog="python -m data_prep.librispeech")))

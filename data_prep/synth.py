@@ -29,7 +29,9 @@ eSpeak variant files drawn at random -- pitch, a formant scale with
 per-formant jitter, formant heights and widths, voicing and consonant
 levels, flutter, roughness, spectral tone, breath, syllable length and
 loudness per stress level, and eSpeak's own echo, within the span of
-eSpeak's own variants -- written to ``voices/`` in the corpus and loaded
+eSpeak's own variants (pitch reaches a little past it: a male voice's top
+pitch can be 72 Hz where eSpeak's lowest is 83, a female base 220 Hz where
+its highest is 204) -- written to ``voices/`` in the corpus and loaded
 through a private eSpeak data directory (:func:`data_prep.espeak.data_with_variants`).
 
 Audio is 16-bit PCM WAV at 16 kHz by default (resampled from eSpeak's 22050
@@ -68,7 +70,7 @@ import numpy as np
 from ctcseq import datadir
 
 from . import phones as phones_mod
-from .common import char_tokens, prepare_out_dir, write_json
+from .common import RECORD, char_tokens, prepare_out_dir, write_json
 from .espeak import PITCH_RANGE, RATE_RANGE
 
 __all__ = ["ACCENTS", "DEFAULT_SPLIT", "Utterance", "build_vocabulary", "plan_corpus",
@@ -565,7 +567,7 @@ def _write_split(out_dir, name, utts, results):
 
 
 CORPUS_ENTRIES = ("wav", "train", "dev", "test", "voices", "phones.txt", "chars.txt",
-                  "config.json", "summary.json")
+                  "config.json", "summary.json", RECORD)   # RECORD: a recipe's .args
 
 
 def _batches(items, size):
@@ -751,8 +753,8 @@ def _fractions(text):
     return parts
 
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="python -m data_prep.synth", description=__doc__.split("\n\n")[0])
+def _parser(prog="ctcseq prepare synth"):
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="output directory (corpus root); required unless --list-voices")
     ap.add_argument("--hours", type=float, default=3.0, help="total hours of audio (default 3)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -782,12 +784,13 @@ def _parser():
     return ap
 
 
-def main(argv=None):
-    """Command-line entry: ``python -m data_prep.synth --out DIR ...``.
+def main(argv=None, prog="ctcseq prepare synth"):
+    """Command-line entry: ``ctcseq prepare synth --out DIR ...`` (or
+    ``python -m data_prep.synth``).
 
     Bad arguments raise ValueError (``ctcseq prepare`` and ``python -m``
     turn it into one line on stderr and exit status 2)."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     if args.list_voices:
         from .espeak import list_variants
         print("accents:", " ".join(f"{k}={v}" for k, v in ACCENTS.items()))
@@ -824,4 +827,4 @@ if __name__ == "__main__":
     # Re-import so worker processes pickle data_prep.synth.render, not __main__.render.
     from data_prep.folder import run_cli
     from data_prep.synth import main as _main
-    sys.exit(run_cli(_main))
+    sys.exit(run_cli(lambda argv: _main(argv, prog="python -m data_prep.synth")))

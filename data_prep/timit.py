@@ -39,6 +39,12 @@ Example
 ::
 
     python -m data_prep.timit --timit /corpora/timit --out data/timit
+
+``--subset N`` keeps N utterances of each split, spread over its speakers,
+for a quick look (only their audio headers are read).  A tree that lacks
+some of the standard dev or core-test speakers is refused with their
+number and the first few names; ``--test-speakers`` / ``--dev-speakers``
+give lists of speakers it has instead.
 """
 from __future__ import annotations
 
@@ -50,14 +56,15 @@ from importlib import resources
 
 from ctcseq import datadir
 
-from .common import audio_info, examples, prepare_out_dir, report, run_cli, write_json
+from .common import (RECORD, examples, prepare_out_dir, read_text_lines, readable_subset,
+                     report, run_cli, spread_over_speakers, write_json)
 from .phones import write_phone_list
 
 __all__ = ["read_phone_map", "read_speaker_list", "find_timit_root", "scan_split",
            "read_phn", "read_words", "fold_phones", "build_timit", "main"]
 
 SPLITS = ("train", "dev", "test")
-OUT_ENTRIES = SPLITS + ("phones.txt", "summary.json")
+OUT_ENTRIES = SPLITS + ("phones.txt", "summary.json", RECORD)
 _AUDIO_EXTS = ("wav", "wav.wav")       # LDC SPHERE .WAV; a RIFF copy named .WAV.wav
 _DIALECT_RE = re.compile(r"dr[1-8]")
 
@@ -98,14 +105,12 @@ def read_speaker_list(path=None, name=None):
     """
     if path is None:
         res = resources.files("data_prep").joinpath(f"resources/timit_{name}_spk.list")
-        text = res.read_text()
+        lines = res.read_text().splitlines()
     else:
         if not os.path.isfile(path):
             raise ValueError(f"speaker list {path!r} does not exist")
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    return [s.split("#")[0].strip().lower() for s in text.splitlines()
-            if s.split("#")[0].strip()]
+        lines = [line for _, line in read_text_lines(path)]
+    return [s.split("#")[0].strip().lower() for s in lines if s.split("#")[0].strip()]
 
 
 # --------------------------------------------------------------------------
@@ -250,13 +255,18 @@ def fold_phones(segments, phone_map):
 # the corpus
 # --------------------------------------------------------------------------
 
-def _check_lists(test_spk, dev_spk, tree):
-    for label, spks in (("core test", test_spk), ("dev", dev_spk)):
+def _check_lists(test_spk, dev_spk, tree, test_file=None, dev_file=None):
+    for label, spks, opt, given in (("core test", test_spk, "--test-speakers", test_file),
+                                    ("dev", dev_spk, "--dev-speakers", dev_file)):
         missing = [s for s in spks if s not in tree["test"]]
         if missing:
             in_train = [s for s in missing if s in tree["train"]]
-            raise ValueError(f"{label} speaker(s) not found in TEST: {examples(missing)}"
-                             + (f" ({examples(in_train)} in TRAIN)" if in_train else ""))
+            source = given or "the standard list"
+            raise ValueError(
+                f"{label} speaker(s) not found in TEST: {examples(missing)}"
+                + (f" ({examples(in_train)} in TRAIN)" if in_train else "")
+                + f"; {len(missing)} of the {len(spks)} in {source} are missing"
+                + (f" ({opt} FILE gives the speakers to use instead)" if not given else ""))
     both = sorted(set(test_spk) & set(dev_spk))
     if both:
         raise ValueError(f"speaker(s) in both the dev and the test list: {examples(both)}")
@@ -316,7 +326,7 @@ def _write_split(out_dir, name, utts, info, phone_map):
 
 
 def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speakers=None,
-                overwrite=False, jobs=4, log=print):
+                overwrite=False, jobs=4, log=print, subset=0):
     """Write ``train``, ``dev`` and ``test`` data directories and ``phones.txt``.
 
     Parameters
@@ -335,6 +345,9 @@ def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speaker
         Threads reading audio headers.
     log : callable
         Receives report lines (warnings start with ``warning:``).
+    subset : int
+        Keep at most this many utterances of each split (0: all), spread
+        over its speakers; for a quick run.
 
     Returns
     -------
@@ -347,10 +360,12 @@ def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speaker
         Missing root or TRAIN/TEST, a listed speaker not in TEST, a malformed
         ``.PHN``, an empty split.
     """
+    if subset < 0:
+        raise ValueError(f"--subset must be >= 0, got {subset}")
     tree = {k: scan_split(p) for k, p in find_timit_root(timit).items()}
     test_spk = read_speaker_list(test_speakers, "test")
     dev_spk = read_speaker_list(dev_speakers, "dev")
-    _check_lists(test_spk, dev_spk, tree)
+    _check_lists(test_spk, dev_spk, tree, test_speakers, dev_speakers)
     phone_map = read_phone_map()
     skipped = []
     utts = {name: _utterances(tree, spks, phone_map, skipped)
@@ -358,11 +373,14 @@ def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speaker
     for name, us in utts.items():
         if not us:
             raise ValueError(f"--timit {timit!r}: no usable {name} utterances")
-    info = audio_info([u[2]["wav"] for us in utts.values() for u in us], jobs)
-    bad = {p: e for p, e in info.items() if isinstance(e, str)}
-    skipped += [f"{u[0]}: {bad[u[2]['wav']]}" for us in utts.values() for u in us
-                if u[2]["wav"] in bad]
-    utts = {name: [u for u in us if u[2]["wav"] not in bad] for name, us in utts.items()}
+    info = {}
+    for name, us in utts.items():
+        if subset:
+            us = spread_over_speakers(us, lambda u: u[1])
+        kept, got, bad = readable_subset(us, lambda u: u[2]["wav"], subset, jobs)
+        info.update(got)
+        skipped += [f"{u[0]}: {got[u[2]['wav']]}" for u in bad]
+        utts[name] = sorted(kept, key=lambda u: u[0])
     for line in skipped[:10]:
         log(f"warning: skipped {line}")
     if len(skipped) > 10:
@@ -370,8 +388,8 @@ def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speaker
 
     prepare_out_dir(out_dir, overwrite, OUT_ENTRIES)
     write_phone_list(os.path.join(out_dir, "phones.txt"), phones48())
-    summary = {"timit": os.path.abspath(timit), "full_test": full_test, "splits": {},
-               "skipped": skipped}
+    summary = {"timit": os.path.abspath(timit), "full_test": full_test, "subset": subset,
+               "splits": {}, "skipped": skipped}
     for name in SPLITS:
         s = summary["splits"][name] = _write_split(out_dir, name, utts[name], info, phone_map)
         log(f"{name:5s}: {s['utterances']} utterances, {s['speakers']} speakers, "
@@ -384,8 +402,8 @@ def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speaker
 # command line
 # --------------------------------------------------------------------------
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="python -m data_prep.timit",
+def _parser(prog="ctcseq prepare timit"):
+    ap = argparse.ArgumentParser(prog=prog,
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--timit", required=True, help="TIMIT root (holding TRAIN/ and TEST/)")
     ap.add_argument("--out", required=True, help="output directory")
@@ -393,21 +411,25 @@ def _parser():
                     help="test on all 118 non-dev TEST speakers, not the 24 core ones")
     ap.add_argument("--test-speakers", help="core-test speaker list (default: the standard 24)")
     ap.add_argument("--dev-speakers", help="dev speaker list (default: the standard 50)")
+    ap.add_argument("--subset", type=int, default=0, metavar="N",
+                    help="keep N utterances of each split, spread over its speakers, for a "
+                    "quick run (default 0: all)")
     ap.add_argument("--jobs", type=int, default=4, help="threads reading audio headers (4)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace what an earlier run wrote in --out")
     return ap
 
 
-def main(argv=None):
-    """Command-line entry: ``python -m data_prep.timit --timit ROOT --out DIR``."""
-    args = _parser().parse_args(argv)
+def main(argv=None, prog="ctcseq prepare timit"):
+    """Command-line entry: ``ctcseq prepare timit --timit ROOT --out DIR``
+    (``python -m data_prep.timit`` runs it too)."""
+    args = _parser(prog).parse_args(argv)
     build_timit(args.timit, args.out, full_test=args.full_test,
                 test_speakers=args.test_speakers, dev_speakers=args.dev_speakers,
-                overwrite=args.overwrite, jobs=args.jobs,
+                overwrite=args.overwrite, jobs=args.jobs, subset=args.subset,
                 log=report)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(lambda argv: main(argv, prog="python -m data_prep.timit")))

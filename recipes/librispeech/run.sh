@@ -2,41 +2,53 @@
 # BiLSTM-CTC character recognition on LibriSpeech (OpenSLR 12).
 #
 # Stages (each resumable; --stage/--stop-stage pick a range):
-#   1 prepare   data/<name>/{train_clean_100,dev_clean,test_clean} from the
-#               unpacked corpus (--root: LibriSpeech/ or the folder holding it)
+#   1 prepare   data/librispeech/{train_clean_100,dev_clean,test_clean} from the
+#               unpacked corpus (--root: LibriSpeech/ or the folder holding it);
+#               parts prepared by earlier runs from the same --root are kept
 #   2 features  40 log-mel + energy, deltas, delta-deltas (123 per frame)
 #   3 train     3 x 250 peephole BiLSTM over characters (a-z, ', <space>), Adam;
 #               dev CER each epoch; a character n-gram of the training text
 #   4 decode    greedy, and beam search with the character n-gram whose weight
 #               and insertion bonus are chosen on dev; with --arpa also a word
-#               n-gram (e.g. 3-gram.pruned.1e-7.arpa.gz of OpenSLR 11)
+#               n-gram (e.g. 3-gram.pruned.1e-7.arpa.gz of OpenSLR 11), in
+#               exp/<name>/decode_test_words
 #   5 score     CER and WER (characters joined into words at <space>) on test
 #
-# Usage: recipes/librispeech/run.sh --root ROOT [--tiny] [--stage N] [--stop-stage N]
-#          [--train-part P] [--dev-part P] [--test-part P] [--arpa FILE]
-#          [--jobs J] [--epochs E] [--seed S] [--name NAME]
+# Usage: recipes/librispeech/run.sh --root ROOT [--tiny] [--subset N] [--stage N]
+#          [--stop-stage N] [--train-part P] [--dev-part P] [--test-part P]
+#          [--arpa FILE] [--jobs J] [--epochs E] [--seed S] [--name NAME]
 #
 # Cost: train-clean-100 is 100 h (36 M frames); an epoch of the 3 x 250 model
 # takes hours on a few CPU cores (the synthetic recipe's 2.4 h take 2.5 min an
-# epoch on 2 cores). --tiny checks that the stages run, on any subset.
+# epoch on 2 cores).  --subset N keeps N utterances of each part (spread over
+# the readers): data/librispeech-subN, exp/<name>-subN.  --tiny is a 1 x 16
+# model on --subset 20 (unless --subset is given; --subset 0: all data): all
+# stages in a minute or two, to check them.
+#
+# Sizes: the default settings are conf/default.sh; --tiny reads conf/tiny.sh.
+#
+# The experiment is exp/librispeech (-tiny, -<train part> when not
+# train-clean-100, -subN).  Each stage records in its output directory (.args)
+# what it was made from (recipes/lib/asr.sh).  A rerun reuses what matches,
+# makes again the data directories, features and decodings whose arguments
+# changed (saying so), and refuses, in one line, to resume training a model
+# with other data or settings (use another --name); --epochs may grow, to
+# extend a finished run.
 set -euo pipefail
+. "$(dirname "$0")/../lib/asr.sh"
 
 stage=1
 stop_stage=5
 root=
 size=default
+subset=
 train_part=train-clean-100
 dev_part=dev-clean
 test_part=test-clean
-arpa=
 jobs=2
 seed=0
 epochs=
 name=
-lm_order=4
-beam=16
-lm_alphas="0 0.3 0.6"
-lm_betas="0 1"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +56,7 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --tiny) size=tiny; shift ;;
+    --subset) subset=$2; shift 2 ;;
     --train-part) train_part=$2; shift 2 ;;
     --dev-part) dev_part=$2; shift 2 ;;
     --test-part) test_part=$2; shift 2 ;;
@@ -52,113 +65,61 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
-    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
+    -h|--help) asr_usage; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
-case "$size" in
-  default) : "${epochs:=20}"; hidden=250; layers=3; batch_frames=8000; lr=1e-3; patience=3 ;;
-  tiny)    : "${epochs:=1}"; hidden=16; layers=1; batch_frames=3000; lr=3e-3; patience=0
-           beam=4; lm_alphas="0 0.3"; lm_betas="0" ;;
+# Settings of every size; then the size's own (conf/<size>.sh).
+lm_order=4
+beam=16
+lm_alphas="0 0.3 0.6"
+lm_betas="0 1"
+asr_settings "$size"
+: "${subset:=0}"
+case "$subset" in
+  ''|*[!0-9]*) stage_refuse "--subset wants a number of utterances, got '$subset'" ;;
 esac
-if [ -z "$name" ]; then
-  name=librispeech; [ "$size" = default ] || name=librispeech-$size
-fi
-data=data/librispeech
-exp=exp/$name
+subset=$((10#$subset))
+sub=; [ "$subset" -eq 0 ] || sub=-sub$subset
 train=${train_part//-/_}; dev=${dev_part//-/_}; test=${test_part//-/_}   # Kaldi's dir names
-
-log() { echo "== $(date +%H:%M:%S) $*"; }
-
-# '<utt> c h a r <space> c h a r ...' -> '<utt> char char ...'
-chars_to_words() {
-  awk '{ printf "%s", $1; w = "";
-         for (i = 2; i <= NF; i++) {
-           if ($i == "<space>") { if (w != "") printf " %s", w; w = "" } else w = w $i }
-         if (w != "") printf " %s", w; print "" }' "$1" > "$2"
-}
-
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  if [ -f "$data/summary.json" ]; then
-    log "stage 1: $data exists, skipping data preparation"
-  else
-    [ -n "$root" ] || { echo "run.sh: stage 1 needs --root ROOT (LibriSpeech/)" >&2; exit 2; }
-    log "stage 1: data directories of $train_part, $dev_part, $test_part into $data"
-    # --overwrite: only an unfinished earlier run (no summary.json) can be there
-    ctcseq prepare librispeech --root "$root" --out "$data" \
-      --parts "$train_part" "$dev_part" "$test_part" --overwrite
-  fi
+if [ -z "$name" ]; then   # librispeech, librispeech-tiny, librispeech-train_clean_360 ...
+  name=librispeech; [ "$size" = default ] || name=librispeech-$size
+  [ "$train_part" = train-clean-100 ] || name=$name-$train
 fi
+data=data/librispeech$sub
+exp=exp/$name$sub
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  for split in "$train" "$dev" "$test"; do
-    log "stage 2: features of $split"
-    ctcseq features "$data/$split" "$exp/feats/$split" --jobs "$jobs"
-  done
-fi
+train_set=$train; dev_set=$dev; test_set=$test
+token_type=char
+train_opts=(--hidden "$hidden" --layers "$layers" --epochs "$epochs" --patience "$patience"
+            --batch-frames "$batch_frames" --lr "$lr")
+model_desc="$layers x $hidden BiLSTM on characters, up to $epochs epochs"
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  resume=
-  [ -f "$exp/model/checkpoint.npz" ] && resume=--resume
-  log "stage 3: training ($layers x $hidden BiLSTM on characters, up to $epochs epochs) $resume"
-  ctcseq train --train-data "$data/$train" --train-feats "$exp/feats/$train" \
-    --dev-data "$data/$dev" --dev-feats "$exp/feats/$dev" \
-    --text text.chr --symbols "$data/chars.txt" \
-    --out "$exp/model" --hidden "$hidden" --layers "$layers" --epochs "$epochs" \
-    --patience "$patience" --batch-frames "$batch_frames" --lr "$lr" \
-    --lm-order "$lm_order" --seed "$seed" $resume
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  model=$exp/model/best.npz
-  mkdir -p "$exp/decode_dev" "$exp/decode_test"
-  log "stage 4: greedy decoding of the test set"
-  ctcseq decode "$model" --feats "$exp/feats/$test" --out "$exp/decode_test/hyp_greedy.txt"
-  # beam search with the character n-gram: pick the LM weight and insertion bonus on dev
-  best=
-  for alpha in $lm_alphas; do
-    for beta in $lm_betas; do
-      hyp=$exp/decode_dev/hyp_a${alpha}_b${beta}.txt
-      ctcseq decode "$model" --feats "$exp/feats/$dev" --beam "$beam" --lm "$exp/model/lm.json" \
-        --alpha "$alpha" --beta "$beta" --out "$hyp"
-      cer=$(ctcseq eval "$data/$dev/text.chr" "$hyp" --name CER | awk '{print $2}' | tr -d %)
-      echo "dev CER ${cer}% with beam $beam, alpha $alpha, beta $beta"
-      if [ -z "$best" ] || awk "BEGIN{exit !($cer < ${best%% *})}"; then best="$cer $alpha $beta"; fi
+if in_range 1; then
+  # without --root, the corpus the data directories were made from
+  [ -n "$root" ] || root=$(stage_get "$data" root)
+  [ -n "$root" ] || stage_refuse "stage 1 needs --root ROOT (LibriSpeech/)"
+  root_abs=$(stage_abspath "$root")
+  want=$(printf '%s\n' "$train_part" "$dev_part" "$test_part" | LC_ALL=C sort -u | tr '\n' ' ')
+  parts=$want
+  if [ -f "$data/summary.json" ] && [ "$(stage_get "$data" root)" = "$root_abs" ] &&
+     [ "$(stage_get "$data" subset)" = "$subset" ]; then
+    # the same corpus: keep the parts prepared before (those still there), add these
+    for p in $(stage_get "$data" parts); do
+      if [ -d "$root_abs/$p" ] || [ -d "$root_abs/LibriSpeech/$p" ]; then parts="$parts $p"; fi
     done
-  done
-  read -r best_cer alpha beta <<< "$best"
-  echo "$alpha $beta" > "$exp/decode_dev/lm_weights"
-  log "stage 4: beam search ($beam) + character $lm_order-gram on test, alpha $alpha," \
-    "beta $beta (dev CER ${best_cer}%)"
-  ctcseq decode "$model" --feats "$exp/feats/$test" --beam "$beam" --lm "$exp/model/lm.json" \
-    --alpha "$alpha" --beta "$beta" --out "$exp/decode_test/hyp_beam_lm.txt"
-  if [ -n "$arpa" ]; then
-    # OpenSLR's LibriSpeech LMs are upper case, the character set is lower case
-    words_lm=$exp/model/words.arpa
-    if [ ! -f "$words_lm" ]; then
-      log "stage 4: lower-casing $arpa into $words_lm"
-      case "$arpa" in *.gz) zcat "$arpa" ;; *) cat "$arpa" ;; esac \
-        | tr 'A-Z' 'a-z' > "$words_lm.tmp"
-      mv "$words_lm.tmp" "$words_lm"
-    fi
-    # the word LM's weights are not tuned (decoding dev once per setting is slow)
-    log "stage 4: beam search ($beam) + word n-gram $arpa on test (alpha 0.5, beta 1)"
-    ctcseq decode "$model" --feats "$exp/feats/$test" --beam "$beam" --lm "$words_lm" \
-      --alpha 0.5 --beta 1 --out "$exp/decode_test/hyp_beam_words.txt"
+    parts=$(printf '%s\n' $parts | LC_ALL=C sort -u | tr '\n' ' ')
+  fi
+  args=$(printf '%s\n' "root $root_abs" "parts ${parts% }" "subset $subset")
+  if ! asr_prepared "$args"; then
+    log "stage 1: data directories of ${parts% } into $data"
+    # --overwrite replaces only what the builder writes (a stale or unfinished run);
+    # the parts of earlier runs are in $parts, one character inventory for all
+    ctcseq prepare librispeech --root "$root" --out "$data" --parts $parts \
+      --subset "$subset" --overwrite
+    stage_record "$data" "$args"
   fi
 fi
 
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  # ctcseq eval scores the tokens it is given: CER on characters (<space> counts
-  # as one), WER after joining the characters into words
-  for hyp in "$exp"/decode_test/hyp_*.txt; do
-    case "$hyp" in *.words.txt) continue ;; esac
-    kind=$(basename "$hyp" .txt); kind=${kind#hyp_}
-    log "stage 5: scoring $kind"
-    chars_to_words "$hyp" "${hyp%.txt}.words.txt"
-    ctcseq eval "$data/$test/text.chr" "$hyp" --name CER | tee "$exp/decode_test/score_$kind.txt"
-    ctcseq eval "$data/$test/text" "${hyp%.txt}.words.txt" --name WER \
-      --details "$exp/decode_test/wer_utt_$kind.txt" | tee -a "$exp/decode_test/score_$kind.txt"
-  done
-fi
+asr_stages

@@ -1,0 +1,15 @@
+# Settings of recipes/timit/run.sh --tiny: a 1 x 16 model, one epoch, on 20
+# utterances per split (--subset 20, unless --subset says otherwise), a small
+# beam and LM grid: every stage in a minute or two, to check that they run.
+: "${epochs:=1}"
+hidden=16
+layers=1
+optimizer=adam
+lr=3e-3
+batch_frames=3000
+weight_noise=0
+patience=0
+: "${subset:=20}"
+beam=4
+lm_alphas="0 0.3"
+lm_betas="0"
