@@ -61,6 +61,7 @@ import re
 import sys
 
 from ctcseq import datadir
+from ctcseq.progress import format_duration
 
 from .common import (AUDIO_EXTENSIONS, RECORD, _SHOW, audio_info, char_tokens,
                      chars_inventory, examples, prepare_out_dir, read_text_lines, report,
@@ -289,7 +290,8 @@ def build_folder(audio_dir, transcript, out_dir, unit="words", utt2spk=None,
                "audio_without_transcript": len(without_text), "unreadable": len(unreadable)}
     write_json(os.path.join(out_dir, "summary.json"), summary)
     log(f"{out_dir}: {summary['utterances']} utterances, {summary['speakers']} speakers, "
-        f"{summary['hours']:.3f} h, {len(symbols)} symbols in {symbols_file}")
+        f"{format_duration(summary['hours'] * 3600)}, {len(symbols)} symbols in "
+        f"{symbols_file}")
     return summary
 
 

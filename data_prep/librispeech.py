@@ -40,6 +40,7 @@ import os
 import sys
 
 from ctcseq import datadir
+from ctcseq.progress import format_duration
 
 from .common import (RECORD, char_tokens, chars_inventory, examples, prepare_out_dir,
                      read_text_lines, readable_subset, report, run_cli, spread_over_speakers,
@@ -213,7 +214,8 @@ def build_librispeech(root, out_dir, parts=DEFAULT_PARTS, overwrite=False, jobs=
             "hours": round(sum(float(v) for v in tables["utt2dur"].values()) / 3600, 4),
             "skipped": skipped}
         log(f"{name}: {s['utterances']} utterances, {s['speakers']} speakers, "
-            f"{s['hours']:.2f} h" + (f", {len(skipped)} skipped" if skipped else ""))
+            f"{format_duration(s['hours'] * 3600)}"
+            + (f", {len(skipped)} skipped" if skipped else ""))
     write_json(os.path.join(out_dir, "summary.json"), summary)    # last: marks completion
     return summary
 

@@ -68,6 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ctcseq import datadir
+from ctcseq.progress import format_duration
 
 from . import phones as phones_mod
 from .common import RECORD, char_tokens, prepare_out_dir, write_json
@@ -718,7 +719,8 @@ def _summary_lines(summary, phone_counts, jobs, t_vocab, t_synth):
     yield (f"vocabulary: {summary['vocabulary']} words "
            f"(dropped: {', '.join(f'{k} {v}' for k, v in summary['words_dropped'].items()) or 'none'})")
     for name, s in summary["splits"].items():
-        yield (f"{name:5s}: {s['hours']:.3f} h, {s['utterances']} utterances, "
+        yield (f"{name:5s}: {format_duration(s['hours'] * 3600)}, "
+               f"{s['utterances']} utterances, "
                f"{s['speakers']} speakers (accent+variant; {len(s['variants'])} variants), "
                f"{s['phones']} phones, {s['without_alignment']} without alignment")
     if summary["unmapped_utterances"]:

@@ -55,6 +55,7 @@ import sys
 from importlib import resources
 
 from ctcseq import datadir
+from ctcseq.progress import format_duration
 
 from .common import (RECORD, examples, prepare_out_dir, read_text_lines, readable_subset,
                      report, run_cli, spread_over_speakers, write_json)
@@ -393,7 +394,7 @@ def build_timit(timit, out_dir, full_test=False, test_speakers=None, dev_speaker
     for name in SPLITS:
         s = summary["splits"][name] = _write_split(out_dir, name, utts[name], info, phone_map)
         log(f"{name:5s}: {s['utterances']} utterances, {s['speakers']} speakers, "
-            f"{s['hours']:.2f} h, {s['phones']} phones")
+            f"{format_duration(s['hours'] * 3600)}, {s['phones']} phones")
     write_json(os.path.join(out_dir, "summary.json"), summary)   # last: marks completion
     return summary
 
