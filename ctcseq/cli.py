@@ -369,6 +369,9 @@ def _decode_feats(model, norm, items, decoder):
 
 def cmd_decode(args, rest):
     from .features import AudioError, compute_features, load_audio
+    if (args.lexicon or args.word_delimiter) and not (args.lm or "").endswith(".arpa"):
+        raise UserError("--lexicon and --word-delimiter go with a word LM: add --lm FILE.arpa "
+                        "(and --beam N)")
     model, cfg, norm = _load_model(args.model)
     decoder = _make_decoder(args, model)
     if args.log_probs:

@@ -364,3 +364,11 @@ def test_format_duration_of_small_and_large_sets():
     assert format_duration(4.25) == "4.2 s"
     assert format_duration(30 * 60) == "30.0 min"
     assert format_duration(12 * 3600) == "12.00 h"
+
+
+def test_decode_lexicon_without_a_word_lm_is_refused(tmp_path, capsys):
+    for opt in (["--lexicon", "lex.txt"], ["--word-delimiter", "<space>"],
+                ["--lexicon", "lex.txt", "--lm", "lm.json", "--beam", "4"]):
+        assert main(["decode", str(tmp_path / "model.npz"), "x.wav", *opt]) == 2
+        err = capsys.readouterr().err
+        assert "go with a word LM" in err and len(err.strip().splitlines()) == 1
