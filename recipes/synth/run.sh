@@ -22,7 +22,8 @@
 #                             [--name NAME]
 #
 # Sizes: the settings above are conf/default.sh; --small (0.3 h, 2 x 128,
-# under 2 minutes) and --tiny (for tests) read conf/small.sh, conf/tiny.sh.
+# 1-2 minutes; up to 4 on a slow machine's first run, which compiles the
+# Numba kernels) and --tiny (for tests) read conf/small.sh, conf/tiny.sh.
 # The experiment is data/<name>, exp/<name> (name: synth-<size>).
 #
 # Each stage records in its output directory (.args) what it was made from
