@@ -109,14 +109,24 @@ class CTCModel:
         Whatever the caller needs to map class indices to symbols (e.g. a
         list of C strings); stored in the checkpoint.
     features : JSON value, optional
-        The feature settings (e.g. ``{"type": "fbank", "n_mels": 40, ...}``),
-        stored in the checkpoint.
+        What a user of the model needs to make its input, stored in the
+        checkpoint.  ``ctcseq train`` stores ``{"config":
+        FeatureConfig.to_dict(), "normalizer": Normalizer.to_dict(), "text":
+        "text.phn"}`` (see :mod:`ctcseq.features`), which ``ctcseq decode``
+        and ``ctcseq align`` read back.
 
     Attributes
     ----------
     params, grads : dict of str to ndarray
         ``lstm.<torch LSTM name>`` and ``out.weight`` (C, 2H), ``out.bias``
         (C,); the same arrays as the layers hold, updated in place.
+    num_classes, blank, input_size, stride : int
+        As given.
+    vocabulary, features : JSON value or None
+        As given; saved with the model and restored by :meth:`load`.
+    lstm : ctcseq.nn.BiLSTM
+    out : ctcseq.nn.Linear
+        The layers.
     """
 
     def __init__(self, input_size, hidden_size, num_layers, num_classes, blank=0,
