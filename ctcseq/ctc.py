@@ -35,22 +35,29 @@ def _reduce(nll, w, reduction, dtype):
     return dtype.type(np.sum(nll * w))
 
 
+def _run_cuda(dev, log_probs, targets, input_lengths, target_lengths, blank, reduction,
+              zero_infinity, want_grad):
+    from .kernels import ctc_cuda
+    targets, input_lengths, target_lengths = map(
+        dev.host_copy, (targets, input_lengths, target_lengths))
+    lp, flat, offsets, il, tl = _prepare(dev.view(log_probs), targets, input_lengths,
+                                         target_lengths, blank, reduction)
+    w = _weights(tl, reduction, lp.shape[1])
+    loss, grad = ctc_cuda.ctc_loss(dev, lp, flat, offsets, il, tl, blank, w,
+                                   reduction != "none", zero_infinity, want_grad)
+    return (loss if reduction == "none" else loss.reshape(())), grad
+
+
 def _run(log_probs, targets, input_lengths, target_lengths, blank, reduction,
          zero_infinity, want_grad):
-    dev = device.Device(log_probs) if device.is_cuda(log_probs) else None
-    if dev is not None:
-        log_probs = dev.view(log_probs)
-        targets, input_lengths, target_lengths = map(
-            dev.host_copy, (targets, input_lengths, target_lengths))
+    if device.is_cuda(log_probs):
+        with device.Device(log_probs).activate() as dev:
+            return _run_cuda(dev, log_probs, targets, input_lengths, target_lengths, blank,
+                             reduction, zero_infinity, want_grad)
     lp, flat, offsets, il, tl = _prepare(log_probs, targets, input_lengths,
                                          target_lengths, blank, reduction)
     T, N, C = lp.shape
     w = _weights(tl, reduction, N)
-    if dev is not None:
-        from .kernels import ctc_cuda
-        loss, grad = ctc_cuda.ctc_loss(dev, lp, flat, offsets, il, tl, blank, w,
-                                       reduction != "none", zero_infinity, want_grad)
-        return (loss if reduction == "none" else loss.reshape(())), grad
     nll = np.empty(N, np.float64)
     grad = np.empty((T, N, C) if want_grad else (0, 0, 0), lp.dtype)
     ctc_forward_backward(lp, flat, offsets, il, tl, blank, w, nll, grad)

@@ -21,6 +21,7 @@ All scores are natural logarithms.
 Frames are indices into the time axis of ``log_probs``; multiply by the
 frame shift for seconds.
 """
+import contextlib
 import math
 from typing import List, NamedTuple
 
@@ -92,8 +93,14 @@ def _no_nan(lp, il, name, nan_rows=None):
                              f"{n}")
 
 
-def _device(log_probs):
-    return device.Device(log_probs) if device.is_cuda(log_probs) else None
+@contextlib.contextmanager
+def _on_device(log_probs):
+    """The activated :class:`ctcseq.device.Device` of CUDA log_probs, or None."""
+    if device.is_cuda(log_probs):
+        with device.Device(log_probs).activate() as dev:
+            yield dev
+    else:
+        yield None
 
 
 def _collapse(best, value, il, blank):
@@ -137,28 +144,28 @@ def greedy_decode(log_probs, lengths=None, blank=0, return_timestamps=False):
     scores : ndarray, shape (N,), float64
         Only with ``return_timestamps``: log-probability of the best path.
     """
-    dev = _device(log_probs)
-    lp, il = _log_probs_and_lengths(log_probs, lengths, dev)
-    T, N, C = lp.shape
-    blank = _checks.label_index(blank, "blank", C)
-    if dev is not None:
-        from .kernels import decode_cuda
-        best, value, nan_rows = decode_cuda.greedy_rows(dev, lp, il)
-        _no_nan(lp, il, "log_probs", nan_rows)
-        labels, spans, sc = _collapse(best, value, il, blank)
-        return (labels, spans, sc) if return_timestamps else labels
-    _no_nan(lp, il, "log_probs")
-    tok = np.zeros((N, T), np.int64)
-    st = np.zeros((N, T), np.int64)
-    en = np.zeros((N, T), np.int64)
-    ln = np.zeros(N, np.int64)
-    sc = np.zeros(N, np.float64)
-    _k.greedy(lp, il, blank, tok, st, en, ln, sc)
-    labels = [tok[n, :ln[n]].tolist() for n in range(N)]
-    if not return_timestamps:
-        return labels
-    spans = [np.stack([st[n, :ln[n]], en[n, :ln[n]]], axis=1) for n in range(N)]
-    return labels, spans, sc
+    with _on_device(log_probs) as dev:
+        lp, il = _log_probs_and_lengths(log_probs, lengths, dev)
+        T, N, C = lp.shape
+        blank = _checks.label_index(blank, "blank", C)
+        if dev is not None:
+            from .kernels import decode_cuda
+            best, value, nan_rows = decode_cuda.greedy_rows(dev, lp, il)
+            _no_nan(lp, il, "log_probs", nan_rows)
+            labels, spans, sc = _collapse(best, value, il, blank)
+            return (labels, spans, sc) if return_timestamps else labels
+        _no_nan(lp, il, "log_probs")
+        tok = np.zeros((N, T), np.int64)
+        st = np.zeros((N, T), np.int64)
+        en = np.zeros((N, T), np.int64)
+        ln = np.zeros(N, np.int64)
+        sc = np.zeros(N, np.float64)
+        _k.greedy(lp, il, blank, tok, st, en, ln, sc)
+        labels = [tok[n, :ln[n]].tolist() for n in range(N)]
+        if not return_timestamps:
+            return labels
+        spans = [np.stack([st[n, :ln[n]], en[n, :ln[n]]], axis=1) for n in range(N)]
+        return labels, spans, sc
 
 
 def _lm_args(lm, C, blank):
@@ -262,10 +269,10 @@ def beam_search(log_probs, lengths=None, beam_width=16, blank=0, prune_threshold
     ahead (e.g. >= 0.9) but may differ on flat frames, where the prefix's
     summed probability and the best single path disagree.
     """
-    dev = _device(log_probs)
-    if dev is not None:  # the search runs on the CPU
-        log_probs = dev.download(dev.view(log_probs))
-        lengths = dev.host_copy(lengths)
+    if device.is_cuda(log_probs):  # the search runs on the CPU
+        with _on_device(log_probs) as dev:
+            log_probs = dev.download(dev.view(log_probs))
+            lengths = dev.host_copy(lengths)
     lp, il = _log_probs_and_lengths(log_probs, lengths)
     T, N, C = lp.shape
     blank = _checks.label_index(blank, "blank", C)
@@ -342,39 +349,39 @@ def forced_align(log_probs, targets, input_lengths, target_lengths, blank=0):
         the sequence has (S labels plus one blank between each repeated
         pair), naming the sequence.
     """
-    dev = _device(log_probs)
-    lp, il = _log_probs_and_lengths(log_probs, None, dev)
-    T, N, C = lp.shape
-    if dev is not None:
-        targets, input_lengths, target_lengths = map(
-            dev.host_copy, (targets, input_lengths, target_lengths))
-    il = _checks.lengths(input_lengths, "input_lengths", N, T, "T", time_major=True)
-    blank = _checks.label_index(blank, "blank", C)
-    flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
-    if dev is not None:
-        from .kernels import ctc_cuda
-        _, nan_rows = ctc_cuda.scan_nan(dev, lp, dev.upload(il), rows=True)
-        _no_nan(lp, il, "log_probs", dev.download(nan_rows))
-    else:
-        _no_nan(lp, il, "log_probs")
-    for n in range(N):
-        seq = flat[offsets[n]:offsets[n] + tl[n]]
-        need = int(tl[n]) + int(np.count_nonzero(seq[1:] == seq[:-1]))
-        if need > il[n]:
-            raise ValueError(f"the transcript of sequence {n} needs at least {need} frames "
-                             f"({tl[n]} labels + {need - tl[n]} blanks between repeats) but "
-                             f"input_lengths[{n}] = {il[n]}")
-    if dev is not None:
-        from .kernels import decode_cuda
-        st, en, sc = decode_cuda.viterbi_align(dev, lp, flat, offsets, il, tl, blank)
-    else:
-        S = max(int(tl.max()), 1)
-        st = np.full((N, S), -1, np.int64)
-        en = np.full((N, S), -1, np.int64)
-        sc = np.zeros(N, np.float64)
-        _k.viterbi_align(lp, flat, offsets, il, tl, blank, st, en, sc)
-    return [Alignment(st[n, :tl[n]].copy(), en[n, :tl[n]].copy(), float(sc[n]))
-            for n in range(N)]
+    with _on_device(log_probs) as dev:
+        lp, il = _log_probs_and_lengths(log_probs, None, dev)
+        T, N, C = lp.shape
+        if dev is not None:
+            targets, input_lengths, target_lengths = map(
+                dev.host_copy, (targets, input_lengths, target_lengths))
+        il = _checks.lengths(input_lengths, "input_lengths", N, T, "T", time_major=True)
+        blank = _checks.label_index(blank, "blank", C)
+        flat, offsets, tl = _checks.targets(targets, target_lengths, N, C, blank)
+        if dev is not None:
+            from .kernels import ctc_cuda
+            _, nan_rows = ctc_cuda.scan_nan(dev, lp, dev.upload(il), rows=True)
+            _no_nan(lp, il, "log_probs", dev.download(nan_rows))
+        else:
+            _no_nan(lp, il, "log_probs")
+        for n in range(N):
+            seq = flat[offsets[n]:offsets[n] + tl[n]]
+            need = int(tl[n]) + int(np.count_nonzero(seq[1:] == seq[:-1]))
+            if need > il[n]:
+                raise ValueError(f"the transcript of sequence {n} needs at least {need} frames "
+                                 f"({tl[n]} labels + {need - tl[n]} blanks between repeats) but "
+                                 f"input_lengths[{n}] = {il[n]}")
+        if dev is not None:
+            from .kernels import decode_cuda
+            st, en, sc = decode_cuda.viterbi_align(dev, lp, flat, offsets, il, tl, blank)
+        else:
+            S = max(int(tl.max()), 1)
+            st = np.full((N, S), -1, np.int64)
+            en = np.full((N, S), -1, np.int64)
+            sc = np.zeros(N, np.float64)
+            _k.viterbi_align(lp, flat, offsets, il, tl, blank, st, en, sc)
+        return [Alignment(st[n, :tl[n]].copy(), en[n, :tl[n]].copy(), float(sc[n]))
+                for n in range(N)]
 
 
 def word_spans(tokens, starts, ends, delimiter):

@@ -19,6 +19,7 @@ anything else (DLPack)      CuPy arrays
 ``numba.cuda`` and the CUDA kernels are imported on the first CUDA input, so
 CPU users never import them.
 """
+import contextlib
 import importlib
 import sys
 
@@ -91,14 +92,32 @@ class Device:
                 if self.kind == "dlpack":
                     raise ValueError("a DLPack CUDA array (e.g. JAX on a GPU) needs CuPy to be "
                                      "used in place: pip install cupy-cuda13x") from None
+        # the GPU the array lives on (None: Numba's current one) and the
+        # caller's stream there, opened inside activate()
+        self.index, self._handle = None, None
         if self.kind == "torch":
             self.device = x.device
-            self.stream = self.cuda.external_stream(
-                self._torch.cuda.current_stream(x.device).cuda_stream)
+            self.index = x.device.index
+            self._handle = self._torch.cuda.current_stream(x.device).cuda_stream
         elif self._cupy is not None:
-            self.stream = self.cuda.external_stream(self._cupy.cuda.get_current_stream().ptr)
-        else:
-            self.stream = 0
+            if self.kind == "cupy":
+                self.index = x.device.id
+                with self._cupy.cuda.Device(self.index):
+                    self._handle = self._cupy.cuda.get_current_stream().ptr
+            else:
+                self._handle = self._cupy.cuda.get_current_stream().ptr
+        self.stream = 0
+
+    @contextlib.contextmanager
+    def activate(self):
+        """Make the array's GPU Numba's current one (views, allocations and
+        launches belong to it) and open the caller's stream there."""
+        gpu = (self.cuda.gpus[self.index] if self.index is not None and not self.sim
+               else contextlib.nullcontext())
+        with gpu:
+            if self._handle is not None:
+                self.stream = self.cuda.external_stream(self._handle)
+            yield self
 
     # --- in and out ---------------------------------------------------------------
     def view(self, x):
@@ -110,7 +129,9 @@ class Device:
             x = x.detach()
         elif kind == "dlpack":
             x = self._cupy.from_dlpack(x)
-        return self.cuda.as_cuda_array(x, sync=False)
+        # torch and CuPy arrays are on the caller's stream, where the work runs;
+        # another producer's array waits for the stream its interface names
+        return self.cuda.as_cuda_array(x, sync=kind == "cai")
 
     def empty(self, shape, dtype):
         """(result, view): a new device array of the caller's kind and a Numba

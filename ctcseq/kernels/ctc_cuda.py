@@ -38,21 +38,17 @@ import numpy as np
 from numba import cuda
 
 _NEG_INF = -math.inf
-# States per thread whose labels and next emissions live in registers; a
-# block has enough threads for _K * threads >= L up to S = 4095.
+# States per thread whose labels and next emissions live in registers
+# (L <= 2048 with 256 threads; the rest are read as they are needed).
 _K = 8
 
 
 def threads_per_block(sim, L=0):
-    """Threads for the per-sequence kernels: 256, or up to 1024 so that the
-    register cache covers L states.  The simulator makes an OS thread per CUDA
-    thread: 4 there (fewer than the states, which tests the strided loops)."""
-    if sim:
-        return 4
-    nt = 256
-    while nt < 1024 and nt * _K < L:
-        nt *= 2
-    return nt
+    """Threads for the per-sequence kernels: 256 (alpha holds ~130 registers a
+    thread, so 512 would not launch: 65 536 registers a block); states past
+    _K * 256 take the strided loop.  The simulator makes an OS thread per
+    CUDA thread: 4 there (fewer than the states, which tests those loops)."""
+    return 4 if sim else 256
 
 
 @cuda.jit(device=True, inline=True)

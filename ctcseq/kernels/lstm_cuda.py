@@ -30,12 +30,16 @@ _TANH_CLAMP = 350.0
 
 @cuda.jit(device=True, inline=True)
 def _sigmoid(x):
+    if x != x:  # the GPU's min/max return the non-NaN operand: keep NaN a NaN
+        return x
     xc = min(max(x, -_SIG_CLAMP), _SIG_CLAMP)
     return 1.0 / (1.0 + math.exp(-xc))
 
 
 @cuda.jit(device=True, inline=True)
 def _tanh(x):
+    if x != x:
+        return x
     ax = min(abs(x), _TANH_CLAMP)
     e = math.exp(-2.0 * ax)
     t = (1.0 - e) / (1.0 + e)
@@ -202,19 +206,17 @@ def _sum_peep(dpeep_n, dpeep):
 _PER_THREAD = 4
 
 
-def blocks_for(N, H, threads, sim, kernel=None):
+def blocks_for(N, H, threads, sim, resident=None):
     """Blocks for the persistent kernels: one per group of units such that a
-    thread owns at most _PER_THREAD (sequence, unit) pairs, within what can
-    be resident at once (a grid sync needs every block resident); one under
-    the simulator."""
+    thread owns at most _PER_THREAD (sequence, unit) pairs.  A grid sync needs
+    every block resident at once: ``resident`` is that limit (the compiled
+    kernel's max_cooperative_grid_blocks); one block under the simulator."""
     if sim:
         return 1
     per_block = threads * _PER_THREAD
     units = max(1, per_block // max(N, 1))
     blocks = -(-H // units)
-    if kernel is not None:
-        blocks = min(blocks, kernel.max_cooperative_grid_blocks(threads))
-    if blocks * units < H or N * -(-H // blocks) > per_block:
+    if N * -(-H // blocks) > per_block or (resident is not None and blocks > resident):
         raise ValueError(f"a batch of N = {N} sequences with H = {H} units is too large for "
                          f"one persistent launch on this GPU; use smaller batches")
     return blocks
@@ -224,18 +226,31 @@ def threads_for(sim):
     return 4 if sim else 256
 
 
+def _launch(kernel, N, H, sim, stream, args):
+    """Launch a grid-synchronising kernel with as many blocks as it needs,
+    checked against what the GPU can hold at once (Numba launches it
+    cooperatively)."""
+    nt = threads_for(sim)
+    if sim:
+        kernel[1, nt, stream](*args)
+        return
+    spec = kernel.specialize(*args)
+    compiled = next(iter(spec.overloads.values()))
+    blocks = blocks_for(N, H, nt, sim, compiled.max_cooperative_grid_blocks(nt))
+    spec[blocks, nt, stream](*args)
+
+
 def lstm_forward_dir(gx, gcol0, whh, peep, lengths, reverse, y, col0, c_all, gates,
                      stream=0, sim=False):
     """As ``lstm_cpu.lstm_forward_dir``, on device arrays (lengths on the host)."""
-    T, N = gx.shape[0], gx.shape[1]
+    N = gx.shape[1]
     H = whh.shape[1]
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     max_len = int(lengths.max()) if lengths.size else 0
-    nt = threads_for(sim)
     hbuf = cuda.to_device(np.zeros((2, N, H), whh.dtype), stream=stream)
-    blocks = blocks_for(N, H, nt, sim)
-    _forward[blocks, nt, stream](gx, gcol0, whh, peep, cuda.to_device(lengths, stream=stream),
-                                 reverse, max_len, y, col0, c_all, gates, hbuf)
+    _launch(_forward, N, H, sim, stream,
+            (gx, gcol0, whh, peep, cuda.to_device(lengths, stream=stream), reverse, max_len,
+             y, col0, c_all, gates, hbuf))
 
 
 def lstm_backward_dir(dy, col0, gates, c_all, whh, peep, lengths, reverse, da, gcol0, dpeep,
@@ -247,11 +262,9 @@ def lstm_backward_dir(dy, col0, gates, c_all, whh, peep, lengths, reverse, da, g
     H = G // 4
     lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     max_len = int(lengths.max()) if lengths.size else 0
-    nt = threads_for(sim)
     dabuf = cuda.to_device(np.zeros((2, N, G), gates.dtype), stream=stream)
     dpeep_n = cuda.to_device(np.zeros((N, 3, H), np.float64), stream=stream)
-    blocks = blocks_for(N, H, nt, sim)
-    _backward[blocks, nt, stream](dy, col0, gates, c_all, whh, peep,
-                                  cuda.to_device(lengths, stream=stream), reverse, max_len,
-                                  da, gcol0, dabuf, dpeep_n)
-    _sum_peep[3, min(nt, 256), stream](dpeep_n, dpeep)
+    _launch(_backward, N, H, sim, stream,
+            (dy, col0, gates, c_all, whh, peep, cuda.to_device(lengths, stream=stream), reverse,
+             max_len, da, gcol0, dabuf, dpeep_n))
+    _sum_peep[3, min(threads_for(sim), 256), stream](dpeep_n, dpeep)
