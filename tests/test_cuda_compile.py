@@ -19,7 +19,7 @@ pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
 SCRIPT = textwrap.dedent('''
     from numba import cuda, types
-    from ctcseq.kernels import ctc_cuda as k, decode_cuda as d
+    from ctcseq.kernels import ctc_cuda as k, decode_cuda as d, optim_cuda as o
     i64, i32, f64 = types.int64[:], types.int32[:], types.float64[:]
     b, n = types.boolean, types.int64
     for dt in (types.float32, types.float64):
@@ -36,6 +36,8 @@ SCRIPT = textwrap.dedent('''
                             types.int8[:, :]),
             d.viterbi: (lp, i64, i64, i64, i64, n, types.float64[:, :, :], types.int8[:], i64,
                         types.int64[:, :], types.int64[:, :], f64),
+            o._adam: (types.Array(dt, 1, "C"), types.Array(dt, 1, "C"), f64, f64)
+            + (types.float64,) * 6,
         }
         for cc in ((9, 0), (8, 0)):
             for kern, sig in sigs.items():
@@ -54,4 +56,4 @@ def test_kernels_compile_for_real_gpus():
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count(" ok") == 2 * 2 * 7
+    assert out.stdout.count(" ok") == 2 * 2 * 8
