@@ -267,18 +267,25 @@ def _speakers(args, keys, norm, feats_of):
     return spk
 
 
-def _batched_log_probs(model, norm, items, batch_frames=20000):
-    """items: list of (key, feats, speaker); yields (keys, log_probs (T', N, C),
-    output lengths) for batches of similar length."""
+def _padded_batches(items, dtype, batch_frames=20000):
+    """items: list of (key, (T, D) array); yields (keys, x (T, N, D) padded,
+    lengths) for batches of similar length (always the same batches)."""
     import numpy as np
     from .train import Example, make_batches, pad_batch
-    examples = [Example(k, norm(f, s), np.zeros(0, np.int64)) for k, f, s in items]
+    examples = [Example(k, a, np.zeros(0, np.int64)) for k, a in items]
     for idx in make_batches([e.feats.shape[0] for e in examples], batch_frames,
                             np.random.default_rng(0)):
         batch = [examples[i] for i in idx]
-        x, lengths, _, _ = pad_batch(batch, model.dtype)
-        yield [e.utt for e in batch], model.log_probs(x, lengths), model.output_lengths(lengths)
+        x, lengths, _, _ = pad_batch(batch, dtype)
+        yield [e.utt for e in batch], x, lengths
 
+
+def _batched_log_probs(model, norm, items, batch_frames=20000):
+    """items: list of (key, feats, speaker); yields (keys, log_probs (T', N, C),
+    output lengths) for batches of similar length."""
+    for keys, x, lengths in _padded_batches([(k, norm(f, s)) for k, f, s in items],
+                                            model.dtype, batch_frames):
+        yield keys, model.log_probs(x, lengths), model.output_lengths(lengths)
 
 def _file_digest(path):
     import hashlib
@@ -289,14 +296,13 @@ def _file_digest(path):
     return h.hexdigest()
 
 
-def _feats_log_probs(args, model, cfg, norm):
-    """{utt: (T', C) log-probabilities} of --feats, one batched forward pass."""
-    store = _model_feats(args.feats, cfg)
-    keys = sorted(store.keys())
-    spk = _speakers(args, keys, norm, store.__getitem__)
+def _log_probs_of(args, model, norm, feats_of, keys):
+    """{key: (T', C) log-probabilities}, one batched forward pass over the
+    features ``feats_of(key)`` (speakers from --utt2spk / --speaker)."""
+    spk = _speakers(args, keys, norm, feats_of)
     out = {}
     for batch, lp, lengths in _batched_log_probs(model, norm,
-                                                 [(u, store[u], spk[u]) for u in keys]):
+                                                 [(k, feats_of(k), spk[k]) for k in keys]):
         for n, key in enumerate(batch):
             out[key] = lp[:lengths[n], n]
     return out
@@ -323,30 +329,14 @@ def _load_log_probs(path, model_path, model):
     return lps
 
 
-def _batched_saved(lps, batch_frames=20000):
-    """(keys, (T, N, C) log_probs, lengths) batches of an archive's utterances,
-    padded; batches of similar length, as _batched_log_probs makes them."""
-    import numpy as np
-    from .train import make_batches
-    keys = sorted(lps)
-    for idx in make_batches([lps[k].shape[0] for k in keys], batch_frames,
-                            np.random.default_rng(0)):
-        batch = [keys[i] for i in idx]
-        lengths = np.array([lps[k].shape[0] for k in batch], np.int64)
-        x = np.zeros((int(lengths.max()), len(batch), lps[batch[0]].shape[1]),
-                     lps[batch[0]].dtype)
-        for n, k in enumerate(batch):
-            x[:lengths[n], n] = lps[k]
-        yield batch, x, lengths
-
-
 def cmd_forward(args, rest):
     import io
 
     import numpy as np
     from .datadir import atomic_write
     model, cfg, norm = _load_model(args.model)
-    lps = _feats_log_probs(args, model, cfg, norm)
+    store = _model_feats(args.feats, cfg)
+    lps = _log_probs_of(args, model, norm, store.__getitem__, sorted(store.keys()))
     meta = dict(model=os.path.abspath(args.model), model_sha256=_file_digest(args.model),
                 feats=os.path.abspath(args.feats), utt2spk=args.utt2spk)
     buf = io.BytesIO()
@@ -379,7 +369,8 @@ def cmd_decode(args, rest):
             raise UserError("--log-probs replaces --feats and audio files: give one of them")
         lps = _load_log_probs(args.log_probs, args.model, model)
         hyps = {}
-        for keys, lp, lengths in _batched_saved(lps):
+        dtype = next(iter(lps.values())).dtype if lps else model.dtype
+        for keys, lp, lengths in _padded_batches(sorted(lps.items()), dtype):
             for key, labels in zip(keys, decoder(lp, lengths)):
                 hyps[key] = [model.vocabulary[c] for c in labels]
         lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
@@ -460,15 +451,10 @@ def cmd_align(args, rest):
             lexicon.setdefault(word, toks)  # the first pronunciation
     shift = model.stride * cfg.hop_ms / 1000.0   # seconds per output step
     space = index.get("<space>")
-    if saved is not None:
-        log_probs = {k: v[:, None] for k, v in feats.items()}
-    else:  # one batched forward pass, then align utterance by utterance
-        spk = _speakers(args, list(feats), norm, feats.__getitem__)
-        log_probs = {}
-        for keys, lp, lengths in _batched_log_probs(model, norm,
-                                                    [(k, f, spk[k]) for k, f in feats.items()]):
-            for n, key in enumerate(keys):
-                log_probs[key] = lp[:lengths[n], n:n + 1]
+    # the network's outputs, then alignment utterance by utterance
+    log_probs = {k: v[:, None] for k, v in (
+        feats if saved is not None
+        else _log_probs_of(args, model, norm, feats.__getitem__, list(feats))).items()}
     lines, failures = [], len(missing)
     for key in feats:
         symbols, words = texts[key], None
