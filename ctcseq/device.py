@@ -138,7 +138,8 @@ class Device:
         view of it.  Allocated from the framework's own pool where there is one."""
         empty = int(np.prod(shape)) == 0  # no memory to view: kernels skip these
         if self.kind == "torch":
-            t = self._torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype).name],
+            # torch names its dtypes as NumPy does (torch.float32, torch.int64 ...)
+            t = self._torch.empty(shape, dtype=getattr(self._torch, np.dtype(dtype).name),
                                   device=self.device)
             return t, None if empty else self.cuda.as_cuda_array(t, sync=False)
         if self._cupy is not None:
@@ -175,23 +176,8 @@ class Device:
         return self.download(self.view(x))
 
 
-
 def simulating():
     """True when numba.cuda is the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
     from numba.cuda.core import config
     return bool(config.ENABLE_CUDASIM)
 
-
-def _torch_dtypes():
-    torch = sys.modules["torch"]
-    return {"float32": torch.float32, "float64": torch.float64, "int32": torch.int32,
-            "int64": torch.int64, "int8": torch.int8, "uint8": torch.uint8}
-
-
-class _LazyTorchDtypes(dict):
-    def __missing__(self, key):
-        self.update(_torch_dtypes())
-        return dict.__getitem__(self, key)
-
-
-_TORCH_DTYPES = _LazyTorchDtypes()
