@@ -43,8 +43,9 @@ from .ctc import ctc_loss
 from .datadir import atomic_write
 from .decode import greedy_decode
 from .errors import DataError, UserError
-from .metrics import error_rate
+from .metrics import align, error_rate
 from .model import CTCModel, min_output_steps
+from .mpi import shard_bounds
 from .optim import SGD, Adam, WeightNoise, clip_grad_norm, swapped_in
 from .progress import Progress
 
@@ -235,16 +236,20 @@ def _load_opt_state(opt, meta, arrays):
             opt.velocity[k][...] = arrays[f"velocity/{k}"]
 
 
-def evaluate(model, examples, batch_frames, dtype):
+def evaluate(model, examples, batch_frames, dtype, comm=None):
     """Mean per-label CTC loss and greedy label error rate over examples.
 
     The loss leaves out the examples too short for their transcripts
     (:meth:`CTCModel.too_short`), whose loss is infinite; the error rate
-    counts them (their hypotheses are decoded like the others)."""
+    counts them (their hypotheses are decoded like the others).  With a
+    communicator of several ranks (:mod:`ctcseq.mpi`) each rank evaluates
+    every size-th batch and all get the totals."""
     if not examples:
         return float("nan"), float("nan")
     batches = make_batches([e.feats.shape[0] for e in examples], batch_frames,
                            np.random.default_rng(0))
+    if comm is not None and comm.size > 1:
+        batches = batches[comm.rank::comm.size]
     total_loss, total_labels, refs, hyps = 0.0, 0, [], []
     for idx in batches:
         batch = [examples[i] for i in idx]
@@ -257,7 +262,27 @@ def evaluate(model, examples, batch_frames, dtype):
         total_labels += int(tlens[~model.too_short(lengths, targets, tlens)].sum())
         hyps += greedy_decode(lp, out_lengths, blank=model.blank)  # no second forward pass
         refs += [list(e.labels) for e in batch]
+    if comm is not None and comm.size > 1:
+        counts = [align(r, h)[1] for r, h in zip(refs, hyps)]
+        totals = comm.allreduce_sum(np.array(
+            [total_loss, total_labels, sum(c.errors for c in counts),
+             sum(c.ref_len for c in counts)], np.float64))
+        return (float(totals[0]) / max(int(totals[1]), 1),
+                float(totals[2]) / totals[3] if totals[3] else float("nan"))
     return total_loss / max(total_labels, 1), error_rate(refs, hyps)
+
+
+class _ShardRng:
+    """Hands a rank its share of the dropout masks that one process would
+    draw for the whole batch (``steps`` x ``n`` x ...), so that the ranks'
+    masks together are that process's, whatever their number."""
+
+    def __init__(self, rng, steps, n, lo):
+        self.rng, self.steps, self.n, self.lo = rng, steps, n, lo
+
+    def random(self, shape, dtype=np.float64):
+        whole = self.rng.random((self.steps, self.n) + tuple(shape[2:]), dtype=dtype)
+        return whole[:shape[0], self.lo:self.lo + shape[1]]
 
 
 class Trainer:
@@ -272,9 +297,23 @@ class Trainer:
     cfg : TrainConfig
     progress : bool
         Show a progress line.
+    comm : communicator of :mod:`ctcseq.mpi`, optional
+        Data-parallel training on several processes (``mpiexec -n K``): every
+        rank holds the whole model and data, computes the loss and gradient
+        of its contiguous share of each batch (:func:`ctcseq.mpi.shard_bounds`),
+        scaled by its share of the batch, and one ``Allreduce`` of one
+        contiguous buffer (all gradients and the loss) sums them.  Every rank
+        then takes the same (deterministic) update, so the weights stay
+        identical without being sent.  SpecAugment masks and dropout masks
+        are drawn for the whole batch on every rank and sliced, so K ranks
+        make the updates of one process up to the order of float sums.  Rank
+        0 alone writes the checkpoints, the log, ``best.npz`` and the
+        progress line; the others write nothing.  Without it (or with one
+        process) nothing of this runs.
     """
 
-    def __init__(self, model: CTCModel, train, dev, out_dir, cfg: TrainConfig, progress=True):
+    def __init__(self, model: CTCModel, train, dev, out_dir, cfg: TrainConfig, progress=True,
+                 comm=None):
         if not train:
             raise DataError("train: no training examples")
         self.model, self.train, self.dev, self.cfg = model, train, dev, cfg
@@ -289,8 +328,11 @@ class Trainer:
                             f"{int(model.output_lengths(len(e.feats)))} steps, its "
                             f"{len(e.labels)} labels need {min_output_steps(e.labels)})")
         self.out_dir = out_dir
-        self.progress = progress
-        os.makedirs(out_dir, exist_ok=True)
+        self.comm = comm if comm is not None and comm.size > 1 else None
+        self.is_root = self.comm is None or self.comm.is_root
+        self.progress = progress and self.is_root
+        if self.is_root:
+            os.makedirs(out_dir, exist_ok=True)
         self.opt = _make_optimizer(cfg, model.params)
         # the weight average and its update count (n), checkpointed with the rest
         self.ema = {k: v.copy() for k, v in model.params.items()} if cfg.ema else None
@@ -302,6 +344,8 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------
     def save_checkpoint(self):
+        if not self.is_root:
+            return
         opt_meta, opt_arrays = _opt_state(self.opt)
         meta = {"format": "ctcseq.checkpoint", "format_version": 1,
                 "model_config": self.model.config(), "train_config": dataclasses.asdict(self.cfg),
@@ -391,6 +435,8 @@ class Trainer:
     # -- the loop --------------------------------------------------------------
     def _write_log(self):
         """train.jsonl from the history (one line per epoch), atomically."""
+        if not self.is_root:
+            return
         with atomic_write(os.path.join(self.out_dir, "train.jsonl"), "w",
                           encoding="utf-8") as f:
             f.writelines(json.dumps(_standard_json(r), allow_nan=False) + "\n"
@@ -399,6 +445,13 @@ class Trainer:
     def run(self, log=print):
         """Train until max_epochs or early stopping; returns the history."""
         cfg, st, model = self.cfg, self.state, self.model
+        if not self.is_root:
+            log = _quiet
+        if self.comm is not None:
+            # rank 0's weights (and weight average) for all: they start equal
+            self.comm.bcast_arrays(model.params)
+            if self.ema is not None:
+                self.comm.bcast_arrays(self.ema)
         lengths = [e.feats.shape[0] for e in self.train]
         n_bad, n_dev_bad = int(self.train_infeasible.sum()), int(self.dev_infeasible.sum())
         if (n_bad or n_dev_bad) and not st["done"] and st["epoch"] < cfg.max_epochs:
@@ -426,12 +479,9 @@ class Trainer:
                 if cfg.weight_noise > 0:
                     noise = WeightNoise(cfg.weight_noise, seed=[cfg.seed, epoch, b])
                     with noise.perturbed(model.params):
-                        loss, grads = model.loss_and_grads(x, lens, targets, tlens,
-                                                           zero_infinity=True,
-                                                           dropout=cfg.dropout, rng=rng)
+                        loss, grads = self._loss_and_grads(x, lens, targets, tlens, rng)
                 else:
-                    loss, grads = model.loss_and_grads(x, lens, targets, tlens, zero_infinity=True,
-                                                       dropout=cfg.dropout, rng=rng)
+                    loss, grads = self._loss_and_grads(x, lens, targets, tlens, rng)
                 norm = clip_grad_norm(grads, cfg.clip) if cfg.clip > 0 else 0.0
                 if math.isfinite(loss) and math.isfinite(norm):
                     self.opt.step(grads)
@@ -455,7 +505,8 @@ class Trainer:
                     self.save_checkpoint()
             bar.close()
             with self.averaged_weights():
-                dev_loss, dev_err = evaluate(model, self.dev, cfg.batch_frames, model.dtype)
+                dev_loss, dev_err = evaluate(model, self.dev, cfg.batch_frames, model.dtype,
+                                             self.comm)
             record = {"epoch": epoch + 1,
                       "train_loss": st["epoch_loss"] / max(st["epoch_labels"], 1),
                       "dev_loss": dev_loss, "dev_err": dev_err,
@@ -472,8 +523,9 @@ class Trainer:
             if improved:
                 st["best_dev_err"], st["best_epoch"], st["bad_epochs"] = dev_err, epoch + 1, 0
                 st["best_dev_loss"] = dev_loss
-                with self.averaged_weights():
-                    model.save(os.path.join(self.out_dir, "best.npz"))
+                if self.is_root:
+                    with self.averaged_weights():
+                        model.save(os.path.join(self.out_dir, "best.npz"))
             else:
                 st["bad_epochs"] += 1
             st.update(epoch=epoch + 1, batch=0, epoch_loss=0.0, epoch_labels=0, epoch_seconds=0.0,
@@ -492,8 +544,52 @@ class Trainer:
             if st["done"]:
                 log(f"early stop: no better dev error for {cfg.patience} epochs "
                     f"(best {100 * st['best_dev_err']:.2f}% at epoch {st['best_epoch']})")
-            plot_curves(st["history"], os.path.join(self.out_dir, "curves.png"))
+            if self.is_root:
+                plot_curves(st["history"], os.path.join(self.out_dir, "curves.png"))
         return st["history"]
+
+    def _loss_and_grads(self, x, lens, targets, tlens, rng):
+        """The batch's mean loss and gradients: on this process, or summed
+        over the ranks (see ``comm`` in the class docstring)."""
+        cfg, model = self.cfg, self.model
+        if self.comm is None:
+            return model.loss_and_grads(x, lens, targets, tlens, zero_infinity=True,
+                                        dropout=cfg.dropout, rng=rng)
+        n = len(lens)
+        lo, hi = shard_bounds(n, self.comm.size, self.comm.rank)
+        names = sorted(model.grads)
+        if getattr(self, "_buf", None) is None:
+            # all gradients and the loss: one Allreduce per step
+            self._buf = np.empty(sum(model.grads[k].size for k in names) + 1, model.dtype)
+        buf = self._buf
+        if hi > lo:
+            T = int(lens[lo:hi].max())
+            loss, grads = model.loss_and_grads(
+                np.ascontiguousarray(x[:T, lo:hi]), lens[lo:hi], targets[lo:hi], tlens[lo:hi],
+                zero_infinity=True, dropout=cfg.dropout,
+                rng=_ShardRng(rng, int(model.output_lengths(x.shape[0])), n, lo))
+            off = 0
+            for k in names:
+                g = grads[k].ravel()
+                buf[off:off + g.size] = g
+                off += g.size
+            # a mean over the share, weighted by the share: the sum over ranks
+            # is the mean over the batch
+            buf[:-1] *= model.dtype.type((hi - lo) / n)
+            buf[-1] = loss * (hi - lo)
+        else:
+            buf[:] = 0
+        self.comm.allreduce_sum(buf)
+        off = 0
+        for k in names:
+            g = model.grads[k]
+            g[...] = buf[off:off + g.size].reshape(g.shape)
+            off += g.size
+        return float(buf[-1]) / n, model.grads
+
+
+def _quiet(*args, **kwargs):
+    pass
 
 
 def _infeasible(model, examples):

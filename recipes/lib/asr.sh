@@ -24,6 +24,17 @@
 #                       char: text.chr, chars.txt, CER and WER (characters
 #                       joined into words at <space>)
 #   jobs seed           feature extraction processes; training seed
+#   nj                  feature extraction in this many shards (ctcseq
+#                       features --shard J --num-shards nj), each started as
+#                       $CTCSEQ_SHARD_CMD ctcseq features ... (empty: in the
+#                       background here; e.g. "srun -N1 -n1 --exclusive" in a
+#                       Slurm allocation), then merged; 1 (the default): one
+#                       command with $jobs processes
+#   mpi                 train on this many MPI processes: $CTCSEQ_MPIEXEC -n mpi
+#                       ctcseq train ... (default mpiexec; srun under Slurm);
+#                       1 (the default): plain ctcseq train.  Not recorded: a
+#                       run may resume with another count (same data order,
+#                       other float summation order)
 #   train_opts          (array) the model and training options of ctcseq
 #                       train, after --out (--lm-order and --seed follow)
 #   model_desc          the model, for the log ("3 x 250 BiLSTM, up to 3 epochs")
@@ -67,6 +78,8 @@ arpa=
 align_check=
 align_desc="the reference times"
 unrecorded=redo
+nj=1
+mpi=1
 
 log() { echo "== $(date +%H:%M:%S) $*"; }
 
@@ -182,9 +195,29 @@ asr_features() {
             fi ;;
     esac
     stage_record "$feats" "$args"     # before extracting: an interrupted run resumes
-    log "stage 2: features of $split"
-    ctcseq features "$data/$split" "$feats" --jobs "$jobs"
+    if [ "$nj" -gt 1 ]; then
+      asr_sharded_features "$split" "$feats"
+    else
+      log "stage 2: features of $split"
+      ctcseq features "$data/$split" "$feats" --jobs "$jobs"
+    fi
   done
+}
+
+# asr_sharded_features SPLIT FEATS: $nj shards at once, then their merge;
+# a rerun skips the shards that finished
+asr_sharded_features() {
+  local j pids=() failed=0
+  log "stage 2: features of $1 in $nj shards${CTCSEQ_SHARD_CMD:+ ($CTCSEQ_SHARD_CMD)}"
+  for j in $(seq 1 "$nj"); do
+    ${CTCSEQ_SHARD_CMD:-} ctcseq features "$data/$1" "$2" --jobs 1 --quiet \
+      --shard "$j" --num-shards "$nj" &
+    pids+=("$!")
+  done
+  for j in "${pids[@]}"; do wait "$j" || failed=1; done
+  [ "$failed" = 0 ] || stage_refuse "stage 2: a shard of $1 failed (above); rerun to redo" \
+    "only the unfinished ones"
+  ctcseq features "$data/$1" "$2" --merge --num-shards "$nj"
 }
 
 asr_train() {
@@ -212,7 +245,9 @@ asr_train() {
   log "stage 3: training ($model_desc) $resume"
   # --text only where it is not ctcseq train's default (text.phn)
   [ "$text" = text.phn ] || text_opt="--text $text"
-  ctcseq train --train-data "$data/$train_set" --train-feats "$exp/feats/$train_set" \
+  local launch=()
+  [ "$mpi" -gt 1 ] && launch=(${CTCSEQ_MPIEXEC:-mpiexec} -n "$mpi")
+  ${launch[@]+"${launch[@]}"} ctcseq train --train-data "$data/$train_set" --train-feats "$exp/feats/$train_set" \
     --dev-data "$data/$dev_set" --dev-feats "$exp/feats/$dev_set" \
     $text_opt --symbols "$data/$symbols" \
     --out "$model" "${train_opts[@]}" --lm-order "$lm_order" --seed "$seed" $resume

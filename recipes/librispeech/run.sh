@@ -17,6 +17,9 @@
 # Usage: recipes/librispeech/run.sh --root ROOT [--tiny] [--subset N] [--stage N]
 #          [--stop-stage N] [--train-part P] [--dev-part P] [--test-part P]
 #          [--arpa FILE] [--jobs J] [--epochs E] [--seed S] [--name NAME]
+#        [--nj N] [--mpi K]   features in N shards at once; training on K MPI
+#                             processes (mpiexec; see recipes/README.md and
+#                             recipes/slurm.sbatch for a cluster)
 #
 # Cost: train-clean-100 is 100 h (36 M frames); an epoch of the 3 x 250 model
 # takes hours on a few CPU cores (the synthetic recipe's 2.4 h take 2.5 min an
@@ -62,6 +65,8 @@ while [ $# -gt 0 ]; do
     --test-part) test_part=$2; shift 2 ;;
     --arpa) arpa=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --nj) nj=$2; shift 2 ;;
+    --mpi) mpi=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;

@@ -20,6 +20,9 @@
 # Usage: recipes/synth/run.sh [--small|--tiny] [--stage N] [--stop-stage N]
 #                             [--hours H] [--jobs J] [--epochs E] [--seed S]
 #                             [--name NAME]
+#        [--nj N] [--mpi K]   features in N shards at once; training on K MPI
+#                             processes (mpiexec; see recipes/README.md and
+#                             recipes/slurm.sbatch for a cluster)
 #
 # Sizes: the settings above are conf/default.sh; --small (0.3 h, 2 x 128,
 # 1-2 minutes; up to 4 on a slow machine's first run, which compiles the
@@ -52,6 +55,8 @@ while [ $# -gt 0 ]; do
     --tiny) size=tiny; shift ;;
     --hours) hours=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --nj) nj=$2; shift 2 ;;
+    --mpi) mpi=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;

@@ -18,6 +18,9 @@
 # Usage: recipes/timit/run.sh --timit ROOT [--graves|--tiny] [--full-test]
 #            [--subset N] [--test-speakers FILE] [--dev-speakers FILE]
 #            [--stage N] [--stop-stage N] [--jobs J] [--epochs E] [--seed S] [--name NAME]
+#        [--nj N] [--mpi K]   features in N shards at once; training on K MPI
+#                             processes (mpiexec; see recipes/README.md and
+#                             recipes/slurm.sbatch for a cluster)
 #
 # --subset N keeps N utterances of each split (spread over the speakers):
 # data/timit-subN, exp/<name>-subN.  --tiny is a 1 x 16 model on --subset 20
@@ -59,6 +62,8 @@ while [ $# -gt 0 ]; do
     --test-speakers) test_speakers=$2; shift 2 ;;
     --dev-speakers) dev_speakers=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --nj) nj=$2; shift 2 ;;
+    --mpi) mpi=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
