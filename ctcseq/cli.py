@@ -10,6 +10,7 @@ the traceback of user errors too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -69,19 +70,85 @@ def _feature_config(args):
 
 def cmd_features(args, rest):
     from .datadir import read_table, resolve_wav
-    from .extract import extract_corpus
+    from .extract import extract_corpus, merge_shards
+    from .mpi import world
     cfg = _feature_config(args)
     wav_scp = read_table(os.path.join(args.data, "wav.scp"))
     wavs = {utt: resolve_wav(args.data, path) for utt, path in wav_scp.items()}
-    res = extract_corpus(wavs, args.out, cfg, jobs=args.jobs, progress=not args.quiet)
-    print(f"features: {res['extracted']} extracted, {res['skipped']} already there, "
-          f"{len(res['failed'])} failed -> {args.out} ({cfg.dim} values per frame)")
+    if args.merge:
+        if args.shard is not None:
+            raise UserError("--merge checks all the shards: give --num-shards N, not --shard")
+        merge_shards(wavs, args.out, args.num_shards)
+        failed = read_table(os.path.join(args.out, "failed.txt"))
+        print(f"features: {args.num_shards} shards merged: {len(wavs) - len(failed)} "
+              f"utterances, {len(failed)} failed -> {args.out}")
+        return 0
+    comm = world()
+    shard, num_shards = args.shard, args.num_shards
+    if shard is None and comm.size > 1:   # mpiexec -n K: one shard per process
+        if num_shards != 1:
+            raise UserError("under mpiexec each process takes one shard: leave out "
+                            "--num-shards, or give --shard too")
+        shard, num_shards = comm.rank + 1, comm.size
+    res = extract_corpus(wavs, args.out, cfg, jobs=args.jobs,
+                         progress=not args.quiet and comm.is_root, shard=shard,
+                         num_shards=num_shards)
+    of = f" (shard {shard} of {num_shards})" if shard is not None else ""
+    if comm.size > 1:
+        counts = comm.allgather((res["extracted"], res["skipped"], len(res["failed"]),
+                                 res["merged"]))
+        if not comm.is_root:
+            return 0
+        res = {"extracted": sum(c[0] for c in counts), "skipped": sum(c[1] for c in counts),
+               "failed": [None] * sum(c[2] for c in counts), "merged": any(c[3] for c in counts)}
+        of = f" by {comm.size} processes"
+    print(f"features{of}: {res['extracted']} extracted, {res['skipped']} already there, "
+          f"{len(res['failed'])} failed -> {args.out} ({cfg.dim} values per frame)"
+          + ("" if res.get("merged", True) else "; waiting for the other shards"))
+    return 0
+
+
+# -- export --------------------------------------------------------------------
+
+def cmd_export(args, rest):
+    from .export import export_onnx, export_safetensors
+    from .model import CTCModel
+    if not (args.onnx or args.safetensors):
+        raise UserError("nothing to do: give --onnx FILE and/or --safetensors FILE")
+    model = CTCModel.load(args.model)
+    if args.onnx:
+        export_onnx(model, args.onnx, opset=args.opset)
+        print(f"ctcseq export: {args.model} -> {args.onnx} (ONNX, opset {args.opset})",
+              file=sys.stderr)
+    if args.safetensors:
+        export_safetensors(model, args.safetensors)
+        print(f"ctcseq export: {args.model} -> {args.safetensors} (safetensors)",
+              file=sys.stderr)
     return 0
 
 
 # -- train ---------------------------------------------------------------------
 
 def cmd_train(args, rest):
+    from .mpi import world
+    comm = world()
+    if comm.size == 1:
+        return _train(args, comm)
+    # under mpiexec: only process 0 prints (and writes: see Trainer)
+    with open(os.devnull, "w") as devnull:
+        out = contextlib.nullcontext() if comm.is_root else contextlib.redirect_stdout(devnull)
+        with out:
+            return _train(args, comm)
+
+
+def _threads_per_process(comm):
+    """The cores of this machine shared between its MPI processes."""
+    import numba
+    n = max(1, (os.cpu_count() or 1) // comm.local_size)
+    return min(n, numba.config.NUMBA_NUM_THREADS)
+
+
+def _train(args, comm):
     import numba
 
     from .dataset import load_examples, read_text, vocabulary_from_texts
@@ -97,6 +164,12 @@ def cmd_train(args, rest):
             raise UserError(f"--threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], "
                             f"got {args.threads}")
         numba.set_num_threads(args.threads)
+    elif comm.size > 1:
+        numba.set_num_threads(_threads_per_process(comm))
+    if comm.size > 1:
+        # BLAS too: K processes with a thread per core each would oversubscribe
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(numba.get_num_threads())
     if args.dev_data and not args.dev_feats:
         raise UserError("--dev-data needs --dev-feats, its feature directory")
     ckpt = os.path.join(args.out, "checkpoint.npz")
@@ -152,14 +225,17 @@ def cmd_train(args, rest):
           f"{len(vocab)} classes, {n_weights / 1e6:.2f}M weights"
           + (f"; {len(skipped)} without features skipped" if skipped else "")
           + (f"; {len(dev_skipped)} dev without features skipped" if dev_skipped else ""))
-    if args.lm_order:
+    if args.lm_order and comm.is_root:
         from .lm import train_token_lm
         lm = train_token_lm([e.labels for e in train], len(vocab), order=args.lm_order)
         os.makedirs(args.out, exist_ok=True)
         lm.save(os.path.join(args.out, "lm.json"))
         print(f"token {args.lm_order}-gram LM of the training transcripts -> "
               f"{os.path.join(args.out, 'lm.json')}")
-    trainer = Trainer(model, train, dev, args.out, cfg, progress=not args.quiet)
+    if comm.size > 1:
+        print(f"data-parallel on {comm.size} MPI processes, {numba.get_num_threads()} "
+              f"thread(s) each: each takes its share of every batch")
+    trainer = Trainer(model, train, dev, args.out, cfg, progress=not args.quiet, comm=comm)
     if args.resume and trainer.resume():
         st = trainer.state
         if st["done"] or st["epoch"] >= cfg.max_epochs:
@@ -182,22 +258,6 @@ def cmd_train(args, rest):
 
 # -- decode --------------------------------------------------------------------
 
-def _load_model(path):
-    from .features import FeatureConfig, Normalizer
-    from .model import CTCModel
-    model = CTCModel.load(path)
-    feats = model.features or {}
-    try:
-        cfg = FeatureConfig.from_dict(feats["config"])
-        norm = Normalizer.from_dict(feats["normalizer"])
-    except (KeyError, TypeError) as e:
-        raise DataError(f"{path}: the model carries no feature settings ({e}); it was not "
-                        f"trained with 'ctcseq train'") from None
-    except ValueError as e:   # FeatureConfig / Normalizer checks: the file's content
-        raise DataError(f"{path}: the model's feature settings are invalid: {e}") from None
-    return model, cfg, norm
-
-
 def _model_feats(path, cfg):
     """The feature directory at path, which must match the model's settings."""
     from .extract import FeatureStore
@@ -218,74 +278,38 @@ def _write_lines(lines, path):
             print(line)
 
 
-def _make_decoder(args, model):
-    """(log_probs, lengths) -> list of label lists: greedy, or beam search
-    with an optional language model."""
-    from .decode import beam_search, greedy_decode
-    if args.beam < 0:
-        raise UserError(f"--beam must be >= 0 (0: greedy), got {args.beam}")
-    for name in ("alpha", "beta"):
-        if not math.isfinite(getattr(args, name)):
-            raise UserError(f"--{name} must be a finite number, got {getattr(args, name)}")
-    if not args.beam:
-        if args.lm:
+def _recognizer(args, decoding=True):
+    """The Recognizer of args.model with the decoder options (checked here
+    first, so that messages name the options)."""
+    from .recognize import Recognizer
+    if decoding:
+        if args.beam < 0:
+            raise UserError(f"--beam must be >= 0 (0: greedy), got {args.beam}")
+        for name in ("alpha", "beta"):
+            if not math.isfinite(getattr(args, name)):
+                raise UserError(f"--{name} must be a finite number, got {getattr(args, name)}")
+        if args.lm and not args.beam:
             raise UserError("--lm needs beam search: add --beam N")
-        return lambda lp, lengths: greedy_decode(lp, lengths, blank=model.blank)
-    lm = None
-    if args.lm:
-        from .lm import TokenLM, WordLM, read_arpa
-        if args.lm.endswith(".arpa"):
-            delim = args.word_delimiter or ("<space>" if "<space>" in model.vocabulary else None)
-            lm = WordLM(read_arpa(args.lm), model.vocabulary, word_delimiter=delim,
-                        lexicon=args.lexicon)
-        else:
-            lm = TokenLM.load(args.lm)
-            if (lm.num_classes, lm.blank) != (model.num_classes, model.blank):
-                raise UserError(f"--lm {args.lm} was trained for {lm.num_classes} classes "
-                                f"with blank {lm.blank}; the model has {model.num_classes} "
-                                f"with blank {model.blank} (an LM of another model?)")
-
-    def decode(lp, lengths):
-        hyps = beam_search(lp, lengths, beam_width=args.beam, blank=model.blank, lm=lm,
-                           alpha=args.alpha, beta=args.beta)
-        return [h[0].tokens if h else [] for h in hyps]
-    return decode
+        if args.nbest < 1:
+            raise UserError(f"--nbest must be >= 1, got {args.nbest}")
+        if args.nbest > 1 and args.nbest > args.beam:
+            raise UserError(f"--nbest {args.nbest} needs --beam N with N >= {args.nbest}")
+        return Recognizer.load(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
+                               beta=args.beta, lexicon=args.lexicon,
+                               word_delimiter=args.word_delimiter,
+                               progress=not getattr(args, "quiet", False))
+    return Recognizer.load(args.model, lexicon=getattr(args, "lexicon", None),
+                           progress=not getattr(args, "quiet", False))
 
 
-def _speakers(args, keys, norm, feats_of):
-    """Speaker of each key (None: unknown), from --utt2spk or --speaker; in
-    per-speaker CMVN mode new speakers get statistics from all their
-    utterances first (an utterance without a speaker uses its own)."""
+def _speaker_table(args, keys):
+    """Speaker of each key (None: unknown), from --utt2spk or --speaker."""
     from .datadir import read_table
     if args.utt2spk:
         utt2spk = read_table(args.utt2spk)
-        spk = {k: utt2spk.get(k) for k in keys}
-    else:
-        spk = {k: args.speaker for k in keys}
-    if norm.mode == "speaker":
-        norm.adapt((feats_of(k), s) for k, s in spk.items() if s is not None)
-    return spk
+        return {k: utt2spk.get(k) for k in keys}
+    return {k: args.speaker for k in keys}
 
-
-def _padded_batches(items, dtype, batch_frames=20000):
-    """items: list of (key, (T, D) array); yields (keys, x (T, N, D) padded,
-    lengths) for batches of similar length (always the same batches)."""
-    import numpy as np
-    from .train import Example, make_batches, pad_batch
-    examples = [Example(k, a, np.zeros(0, np.int64)) for k, a in items]
-    for idx in make_batches([e.feats.shape[0] for e in examples], batch_frames,
-                            np.random.default_rng(0)):
-        batch = [examples[i] for i in idx]
-        x, lengths, _, _ = pad_batch(batch, dtype)
-        yield [e.utt for e in batch], x, lengths
-
-
-def _batched_log_probs(model, norm, items, batch_frames=20000):
-    """items: list of (key, feats, speaker); yields (keys, log_probs (T', N, C),
-    output lengths) for batches of similar length."""
-    for keys, x, lengths in _padded_batches([(k, norm(f, s)) for k, f, s in items],
-                                            model.dtype, batch_frames):
-        yield keys, model.log_probs(x, lengths), model.output_lengths(lengths)
 
 def _file_digest(path):
     import hashlib
@@ -294,18 +318,6 @@ def _file_digest(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _log_probs_of(args, model, norm, feats_of, keys):
-    """{key: (T', C) log-probabilities}, one batched forward pass over the
-    features ``feats_of(key)`` (speakers from --utt2spk / --speaker)."""
-    spk = _speakers(args, keys, norm, feats_of)
-    out = {}
-    for batch, lp, lengths in _batched_log_probs(model, norm,
-                                                 [(k, feats_of(k), spk[k]) for k in keys]):
-        for n, key in enumerate(batch):
-            out[key] = lp[:lengths[n], n]
-    return out
 
 
 def _load_log_probs(path, model_path, model):
@@ -334,9 +346,10 @@ def cmd_forward(args, rest):
 
     import numpy as np
     from .datadir import atomic_write
-    model, cfg, norm = _load_model(args.model)
-    store = _model_feats(args.feats, cfg)
-    lps = _log_probs_of(args, model, norm, store.__getitem__, sorted(store.keys()))
+    rec = _recognizer(args, decoding=False)
+    store = _model_feats(args.feats, rec.feature_config)
+    keys = sorted(store.keys())
+    lps = rec.log_probs({k: store[k] for k in keys}, _speaker_table(args, keys))
     meta = dict(model=os.path.abspath(args.model), model_sha256=_file_digest(args.model),
                 feats=os.path.abspath(args.feats), utt2spk=args.utt2spk)
     buf = io.BytesIO()
@@ -348,79 +361,107 @@ def cmd_forward(args, rest):
     return 0
 
 
-def _decode_feats(model, norm, items, decoder):
-    """items: list of (key, feats, speaker) -> {key: [symbols]}."""
-    out = {}
-    for keys, lp, lengths in _batched_log_probs(model, norm, items):
-        for key, labels in zip(keys, decoder(lp, lengths)):
-            out[key] = [model.vocabulary[c] for c in labels]
-    return out
+def _report(command, results):
+    """Warnings and errors of results on stderr, one line each; the number
+    of errors."""
+    errors = 0
+    for r in results:
+        for w in r.warnings:
+            print(f"ctcseq {command}: warning: {w}", file=sys.stderr)
+        if r.error is not None:
+            print(f"ctcseq {command}: {r.error}", file=sys.stderr)
+            errors += 1
+    return errors
 
 
 def cmd_decode(args, rest):
-    from .features import AudioError, compute_features, load_audio
+    from .formats import format_results
     if (args.lexicon or args.word_delimiter) and not (args.lm or "").endswith(".arpa"):
         raise UserError("--lexicon and --word-delimiter go with a word LM: add --lm FILE.arpa "
                         "(and --beam N)")
-    model, cfg, norm = _load_model(args.model)
-    decoder = _make_decoder(args, model)
+    if args.nbest > 1 and args.format != "json":
+        raise UserError("--nbest N lists alternatives in --format json only")
+    rec = _recognizer(args)
+    nbest = args.nbest
     if args.log_probs:
         if args.feats or args.audio:
             raise UserError("--log-probs replaces --feats and audio files: give one of them")
-        lps = _load_log_probs(args.log_probs, args.model, model)
-        hyps = {}
-        dtype = next(iter(lps.values())).dtype if lps else model.dtype
-        for keys, lp, lengths in _padded_batches(sorted(lps.items()), dtype):
-            for key, labels in zip(keys, decoder(lp, lengths)):
-                hyps[key] = [model.vocabulary[c] for c in labels]
-        lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
-        failures = 0
+        lps = _load_log_probs(args.log_probs, args.model, rec.model)
+        found = rec.decode_log_probs(dict(sorted(lps.items())), nbest=nbest)
+        results = [found[k] for k in sorted(found)]
     elif args.feats:
-        store = _model_feats(args.feats, cfg)
+        store = _model_feats(args.feats, rec.feature_config)
         keys = sorted(store.keys())
-        spk = _speakers(args, keys, norm, store.__getitem__)
-        hyps = _decode_feats(model, norm, [(u, store[u], spk[u]) for u in keys], decoder)
-        lines = [f"{u} {' '.join(h)}" for u, h in sorted(hyps.items())]
+        found = rec.transcribe_features({k: store[k] for k in keys},
+                                        _speaker_table(args, keys), nbest=nbest)
+        results = [found[k] for k in keys]
+    if args.log_probs or args.feats:
+        # a whole set: one summary line, not a line per utterance
+        warned = [r for r in results if r.warnings]
+        if warned:
+            print(f"ctcseq decode: warning: {len(warned)} of {len(results)} utterances have "
+                  f"warnings, e.g. {warned[0].warnings[0]} ('--format json' lists them)",
+                  file=sys.stderr)
         failures = 0
     else:
         if not args.audio:
             raise UserError("give audio files to decode, or --feats DIR")
-        items, failures = [], 0
-        for path in args.audio:
-            try:
-                items.append((path, compute_features(load_audio(path, cfg.sample_rate), cfg,
-                                                     name=path)))
-            except AudioError as e:
-                print(f"ctcseq decode: {e}", file=sys.stderr)
-                failures += 1
-        feats = dict(items)
-        spk = _speakers(args, list(feats), norm, feats.__getitem__)
-        hyps = _decode_feats(model, norm, [(p, f, spk[p]) for p, f in items], decoder)
-        lines = [f"{p} {' '.join(hyps[p])}" for p, _ in items]
-    _write_lines(lines, args.out)
+        results = rec.transcribe(list(args.audio), nbest=nbest, speaker=args.speaker)
+        failures = _report("decode", results)
+    _write_lines(format_results(results, args.format), args.out)
     return 1 if failures else 0
 
 
 # -- align ---------------------------------------------------------------------
 
-def cmd_align(args, rest):
-    import numpy as np
+def _audio_transcripts(args):
+    """The transcript of each audio file: --transcript (one file), or the
+    --text line whose key is the file's id (its path, whitespace replaced
+    by '_'), its name, or its name without extension."""
     from .dataset import read_text
-    from .decode import forced_align, to_ctm, word_spans
-    from .features import AudioError, compute_features, load_audio
-    model, cfg, norm = _load_model(args.model)
-    index = {s: i for i, s in enumerate(model.vocabulary)}
+    from .recognize import utterance_id
+    if args.transcript is not None:
+        if len(args.audio) != 1 or args.text:
+            raise UserError("--transcript is the transcript of one audio file: give one file "
+                            "(several files take --text FILE)")
+        return list(args.audio), [args.transcript.split()], 0
+    if not args.text:
+        raise UserError("give audio files with --transcript (one file) or --text FILE, or "
+                        "--feats/--log-probs with --text")
+    texts = read_text(args.text)
+    files, transcripts, missing = [], [], 0
+    for path in args.audio:
+        base = os.path.basename(path)
+        for key in (utterance_id(path), utterance_id(base),
+                    utterance_id(os.path.splitext(base)[0])):
+            if key in texts:
+                files.append(path)
+                transcripts.append(texts[key])
+                break
+        else:
+            print(f"ctcseq align: {path}: no transcript in {args.text}", file=sys.stderr)
+            missing += 1
+    return files, transcripts, missing
+
+
+def cmd_align(args, rest):
+    from .dataset import read_text
+    from .formats import ctm_lines, json_lines
+    rec = _recognizer(args, decoding=False)
+    if args.words and "<space>" not in rec.index:
+        raise UserError("--words needs a model with a <space> token")
+    words = bool(args.words or args.lexicon)
     saved = None
     if args.log_probs:
         if args.feats or args.audio:
             raise UserError("--log-probs replaces --feats and audio files: give one of them")
-        saved = _load_log_probs(args.log_probs, args.model, model)
+        saved = _load_log_probs(args.log_probs, args.model, rec.model)
     if args.feats or saved is not None:
         source = args.feats or args.log_probs
         if not args.text:
             raise UserError(f"{'--feats' if args.feats else '--log-probs'} needs --text, "
                             "the transcripts to align")
-        store = _model_feats(args.feats, cfg) if saved is None else saved
+        store = _model_feats(args.feats, rec.feature_config) if saved is None else saved
         texts = read_text(args.text)
         missing = [u for u in sorted(texts) if u not in store]
         if texts and len(missing) == len(texts):
@@ -432,70 +473,32 @@ def cmd_align(args, rest):
         if len(missing) > 20:
             print(f"ctcseq align: ... and {len(missing) - 20} more without {what}",
                   file=sys.stderr)
-        feats = {u: store[u] for u in sorted(texts) if u in store}
-    else:
-        if len(args.audio) != 1 or args.transcript is None:
-            raise UserError("give one audio file and --transcript, or --feats and --text")
-        path = args.audio[0]
-        missing = []
-        try:
-            feats = {path: compute_features(load_audio(path, cfg.sample_rate), cfg, name=path)}
-        except AudioError as e:   # a ValueError of ctcseq.features: the user's file
-            raise DataError(str(e)) from None
-        texts = {path: args.transcript.split()}
-    lexicon = None
-    if args.lexicon:
-        from .lm import read_lexicon
-        lexicon = {}
-        for word, toks in read_lexicon(args.lexicon):
-            lexicon.setdefault(word, toks)  # the first pronunciation
-    shift = model.stride * cfg.hop_ms / 1000.0   # seconds per output step
-    space = index.get("<space>")
-    # the network's outputs, then alignment utterance by utterance
-    log_probs = {k: v[:, None] for k, v in (
-        feats if saved is not None
-        else _log_probs_of(args, model, norm, feats.__getitem__, list(feats))).items()}
-    lines, failures = [], len(missing)
-    for key in feats:
-        symbols, words = texts[key], None
-        if lexicon is not None:  # word transcripts: spell them with the lexicon
-            missing = sorted({w for w in symbols if w not in lexicon})
-            if missing:
-                print(f"ctcseq align: {key}: word(s) {missing} are not in the lexicon",
-                      file=sys.stderr)
+        keys = [u for u in sorted(texts) if u in store]
+        if saved is None:
+            saved = rec.log_probs({k: store[k] for k in keys}, _speaker_table(args, keys))
+        found = rec.align_log_probs(saved, {k: texts[k] for k in keys})
+        results = [found[k] for k in keys]
+        times = args.times or "emission"
+        failures = len(missing)
+        for r in results:
+            if r.error is not None:
+                print(f"ctcseq align: {r.error}", file=sys.stderr)
                 failures += 1
-                continue
-            words = symbols
-            symbols = [t for w in words for t in lexicon[w]]
-        unknown = [t for t in symbols if t not in index or index[t] == model.blank]
-        if unknown:
-            print(f"ctcseq align: {key}: symbol(s) {sorted(set(unknown))} are not in the "
-                  f"model's vocabulary", file=sys.stderr)
-            failures += 1
-            continue
-        lp = log_probs[key]
-        labels = np.array([[index[t] for t in symbols]], np.int64).reshape(1, -1)
-        try:
-            ali = forced_align(lp, labels, [lp.shape[0]], [len(symbols)], blank=model.blank)[0]
-        except ValueError as e:
-            print(f"ctcseq align: {key}: {e}", file=sys.stderr)
-            failures += 1
-            continue
-        if words is not None:
-            ends = np.cumsum([len(lexicon[w]) for w in words])
-            spans = [(ali.starts[e - len(lexicon[w])], ali.ends[e - 1])
-                     for w, e in zip(words, ends)]
-            lines += to_ctm(key, spans, words, shift)
-        elif args.words:
-            if space is None:
-                raise UserError("--words needs a model with a <space> token")
-            spans = word_spans(labels[0], ali.starts, ali.ends, space)
-            words = ["".join(symbols[a:b]) for a, b, _, _ in spans]
-            lines += to_ctm(key, [(s, e) for _, _, s, e in spans], words, shift)
-        else:
-            keep = [i for i, t in enumerate(symbols) if t != "<space>"]
-            lines += to_ctm(key, [(ali.starts[i], ali.ends[i]) for i in keep],
-                            [symbols[i] for i in keep], shift)
+        poor = sum(r.poor for r in results)
+        if poor:   # a summary, not a line per utterance of a whole test set
+            print(f"ctcseq align: warning: {poor} of {len(results)} alignments look poor "
+                  f"(score per frame or speech the transcript does not cover; "
+                  f"'--format json' says which)", file=sys.stderr)
+    else:
+        if not args.audio:
+            raise UserError("give audio files with --transcript or --text, or --feats and "
+                            "--text")
+        files, transcripts, failures = _audio_transcripts(args)
+        results = rec.align(files, transcripts, speaker=args.speaker) if files else []
+        failures += _report("align", results)
+        times = args.times or "spans"
+    lines = (json_lines(results) if args.format == "json"
+             else ctm_lines(results, words=words, times=times))
     _write_lines(lines, args.out)
     return 1 if failures else 0
 
@@ -547,7 +550,7 @@ def cmd_eval(args, rest):
 # -- parser --------------------------------------------------------------------
 
 def _add_speaker_options(parser):
-    """--utt2spk / --speaker, read by :func:`_speakers` (decode and align)."""
+    """--utt2spk / --speaker, read by :func:`_speaker_table` (decode and align)."""
     parser.add_argument("--utt2spk", help="with --feats: '<utt> <speaker>' table (e.g. "
                         "data/test/utt2spk); a model trained with --cmvn speaker then "
                         "normalises each speaker with statistics of all its utterances")
@@ -599,6 +602,16 @@ def build_parser():
     pf.add_argument("--hop-ms", type=float, default=10.0, help="frame shift in ms (10)")
     pf.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
     pf.add_argument("--quiet", action="store_true", help="no progress line")
+    pf.add_argument("--shard", type=int, metavar="J",
+                    help="extract only shard J (1..N) of --num-shards N: every N-th utterance "
+                    "(Kaldi's JOB=1:N, a Slurm array job); the shard that completes the set "
+                    "writes the index, a finished shard is skipped on rerun (under mpiexec -n "
+                    "K each process takes a shard itself)")
+    pf.add_argument("--num-shards", type=int, default=1, metavar="N",
+                    help="the number of shards (with --shard or --merge)")
+    pf.add_argument("--merge", action="store_true",
+                    help="check that the N shards did every utterance once, report missing "
+                    "or failed ones, and write the index")
     pf.set_defaults(func=cmd_features)
 
     pt = sub.add_parser("train", parents=[debug], help="train a BiLSTM-CTC model",
@@ -669,15 +682,28 @@ def build_parser():
 
     pd = sub.add_parser("decode", parents=[debug],
                         help="transcribe audio files (or a feature directory)",
-                        description="Transcribe audio files with a trained model: one line "
-                        "'<file> <symbols>' per file. Files that cannot be read are reported "
-                        "and skipped (exit status 1).")
+                        description="Transcribe audio files with a trained model (long "
+                        "recordings are cut at pauses and decoded in pieces): by default one "
+                        "line '<file> <symbols>' per file, the file's path with each "
+                        "whitespace character replaced by '_'. Files that cannot be read "
+                        "(missing, not audio, empty, too short, NaN samples) are reported "
+                        "on stderr, one line each, and skipped (exit status 1); warnings "
+                        "(no speech, samples outside [-1, 1]) are reported too.")
     pd.add_argument("model", help="model file (best.npz from 'ctcseq train')")
     pd.add_argument("audio", nargs="*", help="audio files (any format soundfile reads)")
     pd.add_argument("--feats", help="decode a feature directory instead: '<utt> <symbols>' lines")
     pd.add_argument("--log-probs", help="decode the network outputs that 'ctcseq forward' "
                     "saved (of the same model) instead of running the network again")
     pd.add_argument("--out", help="write the lines to this file instead of stdout")
+    pd.add_argument("--format", choices=["text", "ctm", "json", "srt", "vtt"], default="text",
+                    help="text: '<utt> <symbols>' lines (default); ctm: token (or word) "
+                    "times; json: one object per input with tokens, words, times, scores "
+                    "and warnings; srt/vtt: subtitles of one recording (needs words: a "
+                    "<space> token or a word LM with --lexicon)")
+    pd.add_argument("--nbest", type=int, default=1,
+                    help="with --format json and --beam N: list the N best alternatives (1)")
+    pd.add_argument("--quiet", action="store_true",
+                    help="no progress line for long recordings")
     pd.add_argument("--beam", type=int, default=0,
                     help="prefix beam search with this beam width (default 0: greedy)")
     pd.add_argument("--lm", help="language model: a token n-gram JSON from 'ctcseq train "
@@ -706,22 +732,49 @@ def build_parser():
                     "--cmvn speaker (as for decode)")
     pw.set_defaults(func=cmd_forward, speaker=None)
 
+    px = sub.add_parser("export", parents=[debug],
+                        help="write a trained model as ONNX and/or safetensors",
+                        description="Export a trained model for deployment: an ONNX graph "
+                        "(x (T, N, features) float32, lengths (N,) int64 -> log_probs, "
+                        "output_lengths; the BiLSTM as ONNX LSTM nodes with peepholes; feature "
+                        "settings, normaliser and vocabulary in its metadata) and/or its "
+                        "weights and configuration as safetensors. Needs pip install "
+                        "\"ctcseq[export]\".")
+    px.add_argument("model", help="model file (best.npz from 'ctcseq train')")
+    px.add_argument("--onnx", metavar="FILE", help="write the ONNX graph to FILE")
+    px.add_argument("--safetensors", metavar="FILE",
+                    help="write the weights and configuration to FILE")
+    px.add_argument("--opset", type=int, default=17, help="ONNX opset, 14 or newer (17)")
+    px.set_defaults(func=cmd_export)
+
     pa = sub.add_parser("align", parents=[debug],
                         help="forced alignment: token (or word) times as CTM",
                         description="Align transcripts to audio with a trained model "
                         "(Viterbi path through the CTC trellis) and write CTM lines "
                         "'<utt> 1 <start s> <duration s> <symbol>'. Transcripts too long "
-                        "for their audio, and transcripts without features, are reported "
-                        "and skipped (exit status 1).")
+                        "for their audio, unreadable audio, and transcripts without "
+                        "features are reported and skipped (exit status 1); alignments "
+                        "that look poor (a transcript covering only part of the audio) "
+                        "are reported as warnings.")
     pa.add_argument("model", help="model file (best.npz from 'ctcseq train')")
-    pa.add_argument("audio", nargs="*", help="one audio file (with --transcript)")
+    pa.add_argument("audio", nargs="*", help="audio files (one with --transcript, several "
+                    "with --text)")
     pa.add_argument("--transcript", help="the audio file's transcript, symbols separated by "
                     "spaces (e.g. phones)")
     pa.add_argument("--feats", help="align a feature directory instead (with --text)")
     pa.add_argument("--log-probs", help="align the network outputs that 'ctcseq forward' "
                     "saved (of the same model), with --text")
-    pa.add_argument("--text", help="'<utt> <symbols>' transcripts for --feats "
-                    "(e.g. data/test/text.phn)")
+    pa.add_argument("--text", help="'<utt> <symbols>' transcripts for --feats and "
+                    "--log-probs (e.g. data/test/text.phn), or for audio files, <utt> being "
+                    "the file's path, name or name without extension (whitespace as '_')")
+    pa.add_argument("--times", choices=["spans", "emission"],
+                    help="CTM times: spans (each token from its first frame to the next "
+                    "token's, or to a pause of 0.3 s or more; the default for audio files) "
+                    "or emission (the frames on the path that emitted it, the CTC spike; "
+                    "the default for --feats and --log-probs, which the recipes compare)")
+    pa.add_argument("--format", choices=["ctm", "json"], default="ctm",
+                    help="ctm lines (default), or one JSON object per transcript with "
+                    "token and word times, the score per frame and a 'poor' flag")
     pa.add_argument("--words", action="store_true",
                     help="word times (models with a <space> token, e.g. characters)")
     pa.add_argument("--lexicon", help="lexicon file 'WORD tok tok ...': the transcripts are "
@@ -762,14 +815,33 @@ def main(argv=None):
         return args.func(args, rest) or 0
     except KeyboardInterrupt:
         print(f"ctcseq {args.command}: interrupted", file=sys.stderr)
+        _stop_other_processes(130)
         return 130
     except (CtcseqError, *_USER_OS_ERRORS) as e:
         # the user's mistake or data: one line; anything else is a bug and
         # keeps its traceback
         if args.debug:
+            _stop_other_processes(EXIT_USAGE, traceback=True)
             raise
         print(f"ctcseq {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        _stop_other_processes(EXIT_USAGE)
         return EXIT_USAGE
+    except BaseException:
+        _stop_other_processes(1, traceback=True)
+        raise
+
+
+def _stop_other_processes(code, traceback=False):
+    """Under mpiexec, one process that stops would leave the others waiting
+    in a collective operation for ever: stop them all."""
+    from . import mpi
+    comm = mpi._WORLD
+    if comm is not None and comm.size > 1:
+        if traceback:
+            import traceback as tb
+            tb.print_exc()
+        sys.stderr.flush()
+        comm.abort(code)
 
 
 def _one_line(e):

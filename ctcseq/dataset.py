@@ -8,9 +8,10 @@ import numpy as np
 from .datadir import read_table
 from .errors import DataError
 from .extract import FeatureStore
-from .train import Example
+from .train import Example, make_batches
 
-__all__ = ["BLANK_SYMBOL", "vocabulary_from_texts", "load_examples", "read_text"]
+__all__ = ["BLANK_SYMBOL", "vocabulary_from_texts", "load_examples", "read_text",
+           "length_batches", "padded_batches"]
 
 BLANK_SYMBOL = "<blk>"
 
@@ -100,3 +101,54 @@ def load_examples(data_dir, feats_dir, vocabulary, normalizer=None, text_name="t
             feats = normalizer(feats, utt2spk.get(utt))
         examples.append(Example(utt, feats, np.array([index[t] for t in text[utt]], np.int64)))
     return examples, skipped
+
+
+def length_batches(lengths, batch_frames=20000):
+    """Batches of similar length for inference: always the same batches.
+
+    Parameters
+    ----------
+    lengths : sequence of int, shape (N,)
+        Frames of each sequence.
+    batch_frames : int
+        A batch holds at most this many padded frames (longest x count); a
+        longer sequence gets a batch of its own.
+
+    Returns
+    -------
+    list of ndarray of int
+        Indices into ``lengths``, one array per batch; every index once.
+    """
+    if int(batch_frames) < 1:
+        raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+    # the training bucketing with a fixed seed: ties and batch order never vary
+    return make_batches(np.asarray(lengths, dtype=np.int64), int(batch_frames),
+                        np.random.default_rng(0))
+
+
+def padded_batches(items, dtype, batch_frames=20000):
+    """Zero-padded, time-major batches of arrays of similar length.
+
+    Parameters
+    ----------
+    items : list of (key, ndarray of shape (T_i, D))
+    dtype : numpy dtype of the batches
+    batch_frames : int
+        See :func:`length_batches`.
+
+    Yields
+    ------
+    keys : list
+        The keys of the batch's items.
+    x : ndarray, shape (T, n, D)
+        The items, zero past each length (T the longest).
+    lengths : ndarray of int, shape (n,)
+    """
+    items = list(items)
+    for idx in length_batches([a.shape[0] for _, a in items], batch_frames):
+        batch = [items[i] for i in idx]
+        lengths = np.array([a.shape[0] for _, a in batch])
+        x = np.zeros((lengths.max(), len(batch), batch[0][1].shape[1]), dtype)
+        for n, (_, a) in enumerate(batch):
+            x[:lengths[n], n] = a
+        yield [k for k, _ in batch], x, lengths

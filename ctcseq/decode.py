@@ -411,6 +411,63 @@ def word_spans(tokens, starts, ends, delimiter):
     return out
 
 
+def token_spans(starts, blank_frames, max_blank):
+    """Frame spans of tokens as a listener hears them: each token from its
+    first frame to the next token's first frame, or to the start of the first
+    long run of blank frames before it.
+
+    CTC emits a token on one or a few frames (its spike); the frames after
+    it, until the next token, are blanks that still belong to the sound of
+    that token, except a long run of blanks, which is a pause.
+
+    Parameters
+    ----------
+    starts : sequence of int, shape (S,)
+        First frame of each token, strictly increasing.
+    blank_frames : array of bool, shape (T,)
+        True where the frame belongs to no token (the blank is the most
+        probable class, or the alignment path is on a blank).
+    max_blank : int
+        A run of at least this many blank frames is a pause that ends the
+        token before it (>= 1).
+
+    Returns
+    -------
+    ndarray of int64, shape (S, 2)
+        [start, end) frames; ``start < end <= next start``, the last token
+        ending at T at the latest.
+    """
+    starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+    blank = np.asarray(blank_frames, dtype=bool).reshape(-1)
+    T, S = blank.shape[0], starts.shape[0]
+    max_blank = _positive_int(max_blank, "max_blank")
+    if S and (starts[0] < 0 or starts[-1] >= T or np.any(np.diff(starts) <= 0)):
+        raise ValueError(f"starts must be strictly increasing frames in [0, {T}), got "
+                         f"{starts.tolist()}")
+    # first frame of the long blank run covering each frame (T when none): a
+    # run of length >= max_blank starting at a is recorded for all its frames
+    pause_at = np.full(T + 1, T, np.int64)
+    t = 0
+    while t < T:
+        if blank[t]:
+            u = t
+            while u < T and blank[u]:
+                u += 1
+            if u - t >= max_blank:
+                pause_at[t:u] = t
+            t = u
+        else:
+            t += 1
+    # the first long-run start at or after each frame
+    nxt = np.minimum.accumulate(pause_at[::-1])[::-1]
+    out = np.zeros((S, 2), np.int64)
+    for i in range(S):
+        stop = starts[i + 1] if i + 1 < S else T
+        end = min(stop, nxt[starts[i] + 1]) if starts[i] + 1 <= T else stop
+        out[i] = starts[i], max(end, starts[i] + 1)
+    return out
+
+
 def to_ctm(utterance, spans, names, frame_shift, channel=1):
     """CTM lines ``utt channel start duration name`` (seconds).
 

@@ -244,6 +244,7 @@ def test_decode_word_lm_with_word_delimiter(char_model, tiny, words, tmp_path, c
         assert n_words >= 4, (delimiter, hyps)
     # with "'" ending words, <space> is an ordinary token no lexicon word has
     assert not any("<space>" in h for h in apostrophe.values())
+    capsys.readouterr()   # (the decodings' warnings: searches that kept no whole word)
     assert main(["decode", str(char_model), "--feats", str(tiny.feats / "test"), "--beam", "4",
                  "--lm", str(words.arpa), "--word-delimiter", "zz"]) == 2
     err = capsys.readouterr().err
@@ -357,10 +358,8 @@ def test_stride_and_speaker_cmvn(tiny, speaker_model, tmp_path):
         expected.append(" ".join([u] + [model.vocabulary[c] for c in labels]))
     assert [line.strip() for line in hyp.read_text().splitlines()] == expected
     # (a one-epoch model may emit blanks only, so check the adaptation itself)
-    from ctcseq import cli
-    fresh = Normalizer.from_dict(model.features["normalizer"])
-    args = type("Args", (), {"utt2spk": str(utt2spk), "speaker": None})()
-    assert cli._speakers(args, sorted(store.keys()), fresh, store.__getitem__) == spk
+    from ctcseq import Recognizer
+    fresh = Recognizer(model).speaker_normalizer((store[u], spk[u]) for u in store.keys())
     assert set(fresh.speakers) == train_spk | set(spk.values())
     ctm = tmp_path / "ali.ctm"
     run("align", speaker_model, "--feats", feats / "test", "--text", data / "test" / "text.phn",
@@ -374,24 +373,34 @@ def test_stride_and_speaker_cmvn(tiny, speaker_model, tmp_path):
 
 def test_decode_speaker_pools_audio_files(tiny, speaker_model, capsys):
     """decode --speaker S: the audio files are one new speaker, normalised with
-    the mean and standard deviation of all their frames together (worked out
-    here with NumPy); without it each file is normalised on its own."""
+    the mean and standard deviation of all the frames of their pieces of
+    speech together (worked out here with NumPy); without it each piece is
+    normalised on its own."""
     from ctcseq.decode import greedy_decode
-    from ctcseq.features import FeatureConfig, compute_features, load_audio
+    from ctcseq.features import FeatureConfig, compute_features
     from ctcseq.model import CTCModel
+    from ctcseq.segment import AudioSource, scan
     wavs = sorted(str(p) for p in (tiny.data / "wav" / "test").rglob("*.wav"))
     assert len(wavs) >= 2
     model = CTCModel.load(speaker_model)
     cfg = FeatureConfig.from_dict(model.features["config"])
-    feats = [compute_features(load_audio(w, cfg.sample_rate), cfg).astype(np.float64)
-             for w in wavs]
-    pooled = np.concatenate(feats)
+    shift = model.stride * cfg.hop_ms / 1000
+    pieces = []   # (file, piece, features)
+    for w in wavs:
+        src = AudioSource(w)
+        for p in scan(src).pieces:
+            pieces.append((w, p, compute_features(src.read(p.start, p.end, cfg.sample_rate),
+                                                  cfg).astype(np.float64)))
+    pooled = np.concatenate([f for _, _, f in pieces])
     mean, std = pooled.mean(0), pooled.std(0) + 1e-5
-    expected = []
-    for w, f in zip(wavs, feats):
+    tokens = {w: [] for w in wavs}
+    for w, p, f in pieces:
         x = ((f - mean) / std).astype(np.float32)[:, None, :]
-        labels = greedy_decode(model.log_probs(x, [len(x)]), model.output_lengths([len(x)]))[0]
-        expected.append(" ".join([w] + [model.vocabulary[c] for c in labels]))
+        labels, spans, _ = greedy_decode(model.log_probs(x, [len(x)]),
+                                         model.output_lengths([len(x)]), return_timestamps=True)
+        tokens[w] += [model.vocabulary[c] for c, (s, _) in zip(labels[0], spans[0])
+                      if p.keep_start <= p.start + s * shift < p.keep_end]
+    expected = [" ".join([w] + tokens[w]) for w in wavs]
     assert main(["decode", str(speaker_model), *wavs, "--speaker", "newcomer"]) == 0
     together = capsys.readouterr().out.splitlines()
     assert [line.strip() for line in together] == expected

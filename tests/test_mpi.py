@@ -127,3 +127,128 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     _fixture(tmp_path / "cut3", rec3, 3)
     c = np.load(rec3)
     np.testing.assert_allclose(c["losses"], a["losses"][-len(c["losses"]):], rtol=1e-5)
+
+
+# -- the command line --------------------------------------------------------
+
+def _ctcseq(*args, k=None, check=True):
+    cmd = [sys.executable, "-m", "ctcseq.cli", *map(str, args)]
+    if k is not None:
+        cmd = [MPIEXEC, "-n", str(k)] + cmd
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mpi")
+    _ctcseq("prepare", "synth", "--out", root / "data", "--hours", "0.01", "--seed", "2",
+            "--jobs", "2")
+    return root
+
+
+def _arrays(feats):
+    from ctcseq.extract import FeatureStore
+    store = FeatureStore(feats)
+    return {u: store[u] for u in store.keys()}
+
+
+def test_sharded_features_equal_one_extraction(corpus, tmp_path):
+    data = corpus / "data" / "train"
+    _ctcseq("features", data, tmp_path / "one", "--quiet")
+    ref = _arrays(tmp_path / "one")
+    assert len(ref) >= 6
+    # shards run one after the other: the directory is incomplete until the last
+    for j in (2, 3):
+        out = _ctcseq("features", data, tmp_path / "sh", "--quiet", "--shard", j,
+                      "--num-shards", 3).stdout
+        assert "waiting for the other shards" in out
+    bad = _ctcseq("features", data, tmp_path / "sh", "--merge", "--num-shards", 3, check=False)
+    assert bad.returncode == 2 and "shard(s) 1 of 3 have not finished" in bad.stderr
+    bad = _ctcseq("train", "--train-data", data, "--train-feats", tmp_path / "sh",
+                  "--out", tmp_path / "m", check=False)
+    assert bad.returncode == 2 and "sharded extraction has not finished" in bad.stderr
+    _ctcseq("features", data, tmp_path / "sh", "--quiet", "--shard", 1, "--num-shards", 3)
+    got = _arrays(tmp_path / "sh")
+    assert got.keys() == ref.keys() and all(np.array_equal(got[u], ref[u]) for u in ref)
+    again = _ctcseq("features", data, tmp_path / "sh", "--quiet", "--shard", 2,
+                    "--num-shards", 3).stdout
+    assert "0 extracted" in again
+    assert "merged" in _ctcseq("features", data, tmp_path / "sh", "--merge",
+                               "--num-shards", 3).stdout
+
+
+@needs_mpi
+def test_mpiexec_features_and_training(corpus, tmp_path):
+    data = corpus / "data"
+    for split in ("train", "dev"):
+        _ctcseq("features", data / split, tmp_path / split, "--quiet")
+    # under mpiexec each process takes a shard by itself
+    out = _ctcseq("features", data / "train", tmp_path / "mpi_feats", "--quiet", k=2).stdout
+    assert out.count("features by 2 processes") == 1, out
+    ref = _arrays(tmp_path / "train")
+    got = _arrays(tmp_path / "mpi_feats")
+    assert got.keys() == ref.keys() and all(np.array_equal(got[u], ref[u]) for u in ref)
+    assert sorted(os.listdir(tmp_path / "mpi_feats" / "shards")) == ["1-of-2.txt", "2-of-2.txt"]
+
+    args = ["train", "--train-data", data / "train", "--train-feats", tmp_path / "train",
+            "--dev-data", data / "dev", "--dev-feats", tmp_path / "dev",
+            "--symbols", data / "phones.txt", "--hidden", 8, "--layers", 1, "--epochs", 2,
+            "--batch-frames", 1500, "--dropout", 0.1, "--lm-order", 2, "--quiet"]
+    one = _ctcseq(*args, "--out", tmp_path / "one")
+    two = _ctcseq(*args, "--out", tmp_path / "two", k=2)
+    assert two.stdout.count("done: 2 epochs") == 1 and "2 MPI processes" in two.stdout
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+
+    def log(d):
+        import json
+        with open(d / "train.jsonl") as f:
+            return [json.loads(line) for line in f]
+    a, b = log(tmp_path / "one"), log(tmp_path / "two")
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y["train_loss"], x["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(y["dev_loss"], x["dev_loss"], rtol=1e-5)
+        assert y["dev_err"] == x["dev_err"]
+
+
+@needs_mpi
+def test_an_error_under_mpiexec_is_one_line_and_stops_every_process(corpus, tmp_path):
+    data = corpus / "data" / "train"
+    _ctcseq("features", data, tmp_path / "f", "--quiet")
+    proc = _ctcseq("train", "--train-data", data, "--train-feats", tmp_path / "f",
+                   "--out", tmp_path / "m", "--hidden", 8, "--layers", 1, "--epochs", 1,
+                   "--batch-frames", 0, k=2, check=False)
+    assert proc.returncode != 0 and "batch_frames must be >= 1" in proc.stderr
+
+
+def test_recipes_shard_features_and_launch_mpiexec(tmp_path):
+    """--nj 3 --mpi 2: three shards then a merge per split, training under
+    mpiexec -n 2 (stand-ins for ctcseq and mpiexec log their arguments)."""
+    from test_recipe_stages import RECIPES, stub_env
+    env, log = stub_env(str(tmp_path))
+    with open(tmp_path / "bin" / "mpiexec", "w") as f:
+        f.write('#!/usr/bin/env bash\n{ printf mpiexec; printf " %q" "$@"; echo; } '
+                '>> "$STUB_LOG"\nshift 2\nexec "$@"\n')
+    os.chmod(tmp_path / "bin" / "mpiexec", 0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(["bash", os.path.join(RECIPES, "synth", "run.sh"), "--tiny",
+                           "--nj", "3", "--mpi", "2", "--stop-stage", "3"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(log) as f:
+        calls = f.read().splitlines()
+    for split in ("train", "dev", "test"):
+        feats = f"exp/synth-tiny/feats/{split}"
+        shards = sorted(c for c in calls if c.startswith(f"ctcseq features data/synth-tiny/"
+                                                         f"{split} {feats} --jobs 1"))
+        assert shards == [f"ctcseq features data/synth-tiny/{split} {feats} --jobs 1 --quiet "
+                          f"--shard {j} --num-shards 3" for j in (1, 2, 3)], calls
+        merge = calls.index(f"ctcseq features data/synth-tiny/{split} {feats} --merge "
+                            f"--num-shards 3")
+        assert all(calls.index(s) < merge for s in shards)
+    train = [i for i, c in enumerate(calls) if c.startswith("ctcseq train")]
+    assert len(train) == 1 and calls[train[0] - 1].startswith("mpiexec -n 2 ctcseq train")
+    assert calls[train[0] - 1][len("mpiexec -n 2 "):] == calls[train[0]]
