@@ -3,7 +3,12 @@
 Default shapes follow Graves et al. (2013): 3 layers of 256 units per
 direction, 123 input features, T = 300 frames, N = 16 sequences, float32,
 2 threads for everything.  Forward + backward (training) and forward only
-(inference), best of several repeats, side by side in one run.
+(inference), repeats interleaved, side by side in one run.  Inference is
+timed for both ctcseq paths: the training forward (``BiLSTM.forward``, which
+keeps the caches for backward) and the cache-free ``BiLSTM.infer``; torch's
+forward runs under ``torch.no_grad()``.  Ratios are medians over repeats of
+the per-repeat ratio to torch.nn.LSTM (each repeat runs every implementation
+once, so a load change hits all alike); times are the best repeat.
 
 torch.nn.LSTM has no peepholes, so it does slightly less work than ctcseq;
 the TorchScript model computes the same function as ctcseq.
@@ -30,23 +35,31 @@ def parse_args():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--forward-only", action="store_true",
+                   help="time inference only (skip forward + backward)")
     p.add_argument("--no-script", action="store_true",
                    help="skip the (slow) TorchScript peephole LSTM")
     return p.parse_args()
 
 
-def interleaved_best(fns, repeats):
-    """Best time of each function, the repeats interleaved round-robin so that
-    a load change on the machine hits every implementation alike."""
+def interleaved_times(fns, repeats):
+    """Times of each function per repeat (array of ``repeats`` seconds), the
+    repeats interleaved round-robin so that a load change on the machine hits
+    every implementation alike."""
     for fn in fns.values():
         fn()  # warm-up (JIT compilation, allocator)
-    best = {name: float("inf") for name in fns}
+    times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
+            times[name].append(time.perf_counter() - t0)
+    return {name: np.array(t) for name, t in times.items()}
+
+
+def best_and_ratio(times, name, base):
+    """(best time of name, median over repeats of its time / base's time)."""
+    return times[name].min(), float(np.median(times[name] / times[base]))
 
 
 def torchscript_peephole(torch, I, H, L):
@@ -119,7 +132,10 @@ def main():
         ours.backward(dy)
 
     train = {"ctcseq (peephole)": ours_train}
-    infer = {"ctcseq (peephole)": lambda: ours.forward(x, lengths)}
+    infer = {"ctcseq (peephole)": lambda: ours.forward(x, lengths),
+             "ctcseq infer (peephole)": lambda: ours.infer(x, lengths)}
+    y_train, y_infer = ours.forward(x, lengths), ours.infer(x, lengths)
+    max_diff = float(np.abs(y_train - y_infer).max())
 
     tl = torch.nn.LSTM(I, H, L, bidirectional=True)
     xt = torch.from_numpy(x)
@@ -132,7 +148,7 @@ def main():
         y.backward(dyt)
 
     def torch_infer():
-        with torch.inference_mode():
+        with torch.no_grad():
             tl(xt)
 
     train["torch.nn.LSTM (no peepholes)"] = torch_train
@@ -154,31 +170,39 @@ def main():
         slow_train["TorchScript peephole LSTM"] = script_train
         slow_infer["TorchScript peephole LSTM"] = script_infer
 
-    t_train = interleaved_best({**train, **slow_train}, R)
-    t_infer = interleaved_best({**infer, **slow_infer}, R)
-    results = {name: (t_train[name], t_infer[name]) for name in t_train}
-
-    base_train, base_infer = results["torch.nn.LSTM (no peepholes)"]
+    base = "torch.nn.LSTM (no peepholes)"
+    t_train = {} if args.forward_only else interleaved_times({**train, **slow_train}, R)
+    t_infer = interleaved_times({**infer, **slow_infer}, R)
+    nan = (float("nan"), float("nan"))
+    results = {name: (best_and_ratio(t_train, name, base) if name in t_train else nan,
+                      best_and_ratio(t_infer, name, base)) for name in t_infer}
     blas = sorted({(i["internal_api"], i.get("version"), i["num_threads"])
                    for i in threadpool_info()})
     cache_mb = 4 * T * N * (12 * H) * L / 2**20 + 4 * T * N * I / 2**20
     print(f"BiLSTM {L} layers x {H} units/direction, input {I}, T = {T}, N = {N}, float32, "
-          f"{args.threads} threads; best of {R}, repeats interleaved")
+          f"{args.threads} threads; {R} repeats interleaved: best time, median ratio")
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"torch {torch.__version__}, numba {numba.__version__}, numpy {np.__version__}; "
           f"BLAS {blas}")
     print(f"ctcseq forward cache (kept for backward): {cache_mb:.0f} MiB "
           f"(~12 T N H floats per layer + the input: O(T N H layers))")
+    rows = min(512, T * N)
+    infer_mb = 4 * (2 * T * N * 2 * H + 2 * rows * (4 * H + 2 * H)) / 2**20
+    print(f"ctcseq infer: no cache; peak working memory {infer_mb:.1f} MiB besides the input "
+          f"(two layer outputs + per direction one block of {rows} projections); "
+          f"max |forward - infer| = {max_diff:.2e}")
     print()
     print(f"| {'implementation':30s} | fwd+bwd (s) | vs torch.nn.LSTM | forward (s) "
           f"| vs torch.nn.LSTM |")
     print(f"|{'-' * 32}|-------------|------------------|-------------|------------------|")
-    for name, (tr, inf) in results.items():
-        print(f"| {name:30s} | {tr:11.3f} | {tr / base_train:15.2f}x | {inf:11.3f} "
-              f"| {inf / base_infer:15.2f}x |")
-    if "TorchScript peephole LSTM" in results:
-        ts_tr, ts_inf = results["TorchScript peephole LSTM"]
-        o_tr, o_inf = results["ctcseq (peephole)"]
+    for name, ((tr, tr_ratio), (inf, inf_ratio)) in results.items():
+        tr_s = "-" if np.isnan(tr) else f"{tr:.3f}"
+        tr_r = "-" if np.isnan(tr) else f"{tr_ratio:.2f}x"
+        print(f"| {name:30s} | {tr_s:>11s} | {tr_r:>16s} | {inf:11.3f} "
+              f"| {inf_ratio:15.2f}x |")
+    if "TorchScript peephole LSTM" in results and not args.forward_only:
+        ts_tr, ts_inf = (r[0] for r in results["TorchScript peephole LSTM"])
+        o_tr, o_inf = (r[0] for r in results["ctcseq (peephole)"])
         print()
         print(f"ctcseq speed-up over the TorchScript peephole LSTM: {ts_tr / o_tr:.2f}x "
               f"(fwd+bwd), {ts_inf / o_inf:.2f}x (forward)")

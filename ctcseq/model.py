@@ -1,7 +1,8 @@
 """BiLSTM-CTC acoustic model: stacked BiLSTM -> linear -> log-softmax -> CTC.
 
 Inference needs only this module, :mod:`ctcseq.nn` and the kernels
-(:meth:`CTCModel.load`, :meth:`CTCModel.log_probs`, :meth:`CTCModel.decode`);
+(:meth:`CTCModel.load`, :meth:`CTCModel.log_probs`, :meth:`CTCModel.decode`,
+and :meth:`CTCModel.infer_log_probs`, the cache-free, thread-safe forward);
 training adds :mod:`ctcseq.optim`.
 
 File format (``.npz``, one file): one array per parameter, named as in
@@ -206,6 +207,31 @@ class CTCModel:
             length hold the output of a zero hidden state and must be ignored.
         """
         return log_softmax(self._logits(x, lengths)[0])
+
+    def infer_log_probs(self, x, lengths):
+        """Per-step log-posteriors by the inference forward: :meth:`log_probs`
+        without the training caches.
+
+        Uses :meth:`ctcseq.nn.BiLSTM.infer` and writes nothing to the model,
+        so one model may serve several threads at once; besides the input,
+        two BiLSTM layer outputs and the result, its memory does not grow
+        with T or the number of layers (see :meth:`ctcseq.nn.BiLSTM.infer`).
+        Results equal :meth:`log_probs`' to rounding (a float32 model
+        evaluates its gates in float32 here, in float64 there).
+
+        Parameters
+        ----------
+        x : ndarray (T, N, input_size), the model's dtype
+        lengths : array of int (N,), each in [0, T]
+
+        Returns
+        -------
+        ndarray (ceil(T / stride), N, num_classes)
+            As :meth:`log_probs`; sequence n has ``output_lengths(lengths)[n]``
+            valid steps, later steps must be ignored.
+        """
+        xs, out_lengths = self._stack(x, lengths)
+        return log_softmax(self.out.infer(self.lstm.infer(xs, out_lengths)))
 
     def decode(self, x, lengths):
         """Greedy (best-path) label sequences, one list of class indices per sequence."""

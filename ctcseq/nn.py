@@ -15,10 +15,20 @@ import numpy as np
 
 from . import _checks
 from .errors import UserError
-from .kernels.lstm_cpu import lstm_backward_dir, lstm_forward_dir
+from .kernels.lstm_cpu import (INFER_CHUNK, gather_frames, lstm_backward_dir,
+                               lstm_forward_dir, lstm_infer_steps, pack_recurrent,
+                               zero_past_lengths)
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _DIRS = ("", "_reverse")
+# Frames x sequences per input-projection product of the inference pass: big
+# enough for BLAS to run at full speed, small enough (2 MiB of float32
+# projections at H = 256) to stay in cache for the time loop that reads them.
+_INFER_ROWS = 512
+# Below this many sequences the recurrent product runs in four products (one
+# per gate) rather than in chunks of INFER_CHUNK columns (see
+# ctcseq.kernels.lstm_cpu.lstm_infer_steps).
+_INFER_CHUNK_MIN_N = 2
 
 
 def _positive_int(value, name):
@@ -108,6 +118,62 @@ def _both_directions(fn, args_fwd, args_rev):
         return first, second
 
 
+_SHARED_LIMIT = {"users": 0, "ctx": None}
+_SHARED_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _shared_single_thread_blas():
+    """:func:`_single_thread_blas` for code that may run on several threads at
+    once (the inference path): the first thread in sets the limit, the last
+    one out lifts it.  Overlapping plain ``with _single_thread_blas()``
+    blocks would each restore the limits they saw on entry, so the second
+    one in could leave BLAS at one thread for good."""
+    with _SHARED_LIMIT_LOCK:
+        if _SHARED_LIMIT["users"] == 0:
+            ctx = _single_thread_blas()
+            ctx.__enter__()
+            _SHARED_LIMIT["ctx"] = ctx
+        _SHARED_LIMIT["users"] += 1
+    try:
+        yield
+    finally:
+        with _SHARED_LIMIT_LOCK:
+            _SHARED_LIMIT["users"] -= 1
+            if _SHARED_LIMIT["users"] == 0:
+                ctx, _SHARED_LIMIT["ctx"] = _SHARED_LIMIT["ctx"], None
+                ctx.__exit__(None, None, None)
+
+
+def _infer_both_directions(fn, args_fwd, args_rev):
+    """:func:`_both_directions` for the inference path, safe to call from
+    several threads at once (their reverse directions queue on the one
+    worker thread; the BLAS limit is shared, see above)."""
+    global _POOL
+    if numba.get_num_threads() < 2:
+        return fn(*args_fwd), fn(*args_rev)
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="ctcseq-lstm"))
+        pool = _POOL[1]
+    with _shared_single_thread_blas():
+        future = pool.submit(fn, *args_rev)
+        try:
+            first = fn(*args_fwd)
+        finally:
+            second = future.result()
+        return first, second
+
+
+def _buffer(work, key, shape, dtype):
+    """An uninitialised array of ``shape`` kept in the dict ``work`` under key
+    (made on first use; later calls with the same key and shape reuse it)."""
+    buf = work.get(key)
+    if buf is None or buf.shape != shape:
+        buf = work[key] = np.empty(shape, dtype)
+    return buf
+
+
 class BiLSTM:
     """Stacked bidirectional LSTM with optional peephole connections (Graves 2013).
 
@@ -177,7 +243,8 @@ class BiLSTM:
     yet (the batch is not split).
 
     An instance holds the cache of its last forward pass: do not share one
-    between threads.
+    between threads for training.  :meth:`infer` keeps nothing: any number
+    of threads may call it on one instance.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, peepholes=True, seed=0,
@@ -314,6 +381,108 @@ class BiLSTM:
         self._cache = (lengths, caches, masks)
         return inp
 
+    # -- inference (no caches, reentrant) ------------------------------------
+    def _infer_direction(self, k, d, inp, lengths, y, work):
+        """Direction d of layer k for :meth:`infer`: input projections a block
+        of steps at a time, each followed by the time loop over that block.
+        ``work``: this call's and direction's dict of reusable buffers."""
+        T, N, in_k = inp.shape
+        H, sfx, dt = self.hidden_size, _DIRS[d], self.dtype
+        p = self.params
+        w_ih = p[f"weight_ih_l{k}{sfx}"]
+        bias = p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]
+        cw = INFER_CHUNK if N >= _INFER_CHUNK_MIN_N else H
+        wpk = _buffer(work, "wpk", (4 * H * (H + 1),), dt)
+        pack_recurrent(p[f"weight_hh_l{k}{sfx}"], bias, cw, wpk)
+        peep = self._peep(k, sfx)
+        max_len = int(lengths.max())
+        steps = max(1, min(_INFER_ROWS // N, max_len))
+        h = np.zeros((N, H + 1), dt)
+        h[:, H] = 1  # [h, 1]: the recurrent product adds the biases
+        c = np.zeros((N, H), dt)
+        ghp = np.empty(4 * H * N, dt)
+        gx = _buffer(work, "gx", (steps * N, 4 * H), dt)
+        reverse = d == 1
+        for s0 in range(0, max_len, steps):
+            s1 = min(s0 + steps, max_len)
+            m = s1 - s0
+            if not reverse:
+                # frames s0..s1-1 of every sequence (finished ones are not read)
+                base = np.full(N, s0, np.int64)
+                xw = inp[s0:s1]
+            else:
+                # sequence n runs frames L_n - s1 .. L_n - 1 - s0 in this block
+                base = lengths - s1
+                if (base == base[0]).all():
+                    xw = inp[base[0]:base[0] + m]
+                else:
+                    xw = _buffer(work, f"x{in_k}", (steps, N, in_k), dt)[:m]
+                    gather_frames(inp, base, xw)
+            g = gx[:m * N]
+            np.matmul(xw.reshape(m * N, in_k), w_ih.T, out=g)
+            lstm_infer_steps(g.reshape(m, N, 4 * H), base, wpk, cw, peep, lengths, reverse,
+                             s0, s1, y, d * H, h, c, ghp)
+
+    def infer(self, x, lengths):
+        """Inference forward: the output of :meth:`forward`, with nothing kept.
+
+        Computes the same function as :meth:`forward` (without dropout) but
+        keeps no cache for :meth:`backward` and writes nothing to ``self``,
+        so one instance may serve several threads at once.  Layers run one
+        after another, each reusing the output buffer of the layer before
+        its input; besides ``x`` and the output, the peak memory is one
+        layer's output plus, per direction, the input projections of a
+        block of at most ``max(512, N)`` frames x sequences (4H values
+        each), a packed copy of ``W_hh`` and the biases, and O(N H) state;
+        nothing grows with the number of layers, and only the outputs grow
+        with T.
+
+        Gate arithmetic runs in the layer's dtype: in float32 the outputs
+        differ from :meth:`forward`'s (float64 gates) by rounding only
+        (5e-8 at most on ``benchmarks/bench_lstm.py``'s shape); in float64
+        by a few ulp.  Speed: see :func:`ctcseq.kernels.lstm_cpu.lstm_infer_steps`
+        and ``benchmarks/RESULTS.md``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (T, N, input_size), the layer's dtype
+            Padded input; frames past each length are ignored.  Must be
+            finite.  T >= 1, N >= 1.
+        lengths : array of int, shape (N,)
+            Valid frames per sequence, each in [0, T].
+
+        Returns
+        -------
+        y : ndarray, shape (T, N, 2 * hidden_size)
+            As :meth:`forward`: forward then reverse direction of the last
+            layer, exactly zero for ``t >= lengths[n]``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`forward`.
+        """
+        x = _check_input(x, "x", self.input_size, "input_size", self.dtype)
+        T, N, _ = x.shape
+        lengths = _checks.lengths(lengths, "lengths", N, T, "T")
+        H, dt = self.hidden_size, self.dtype
+        inp, spare = x, None
+        work = ({}, {})  # per direction, reused by every layer
+        # one BLAS limit for all layers (as _infer_both_directions sets it)
+        with (_shared_single_thread_blas() if numba.get_num_threads() >= 2
+              else contextlib.nullcontext()):
+            for k in range(self.num_layers):
+                # the output of layer k - 2 is free now: reusing it spares the
+                # page faults of a fresh allocation
+                y = np.empty((T, N, 2 * H), dt) if spare is None else spare
+                zero_past_lengths(y, lengths)
+                if lengths.max() > 0:
+                    _infer_both_directions(self._infer_direction,
+                                           *[(k, d, inp, lengths, y, work[d]) for d in range(2)])
+                spare = inp if k > 0 else None  # never x, which is the caller's
+                inp = y
+        return inp
+
     def backward(self, dy, input_grad=True):
         """Backpropagate through time for the last :meth:`forward`.
 
@@ -405,18 +574,27 @@ class Linear:
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._x = None
 
-    def forward(self, x):
-        """x (..., in_features) -> (..., out_features)."""
+    def _checked(self, x):
         x = np.asarray(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have in_features = {self.in_features} features in its "
                              f"last axis, got shape {x.shape}")
         if x.dtype != self.dtype:
             raise ValueError(f"x has dtype {x.dtype} but the layer is {self.dtype}")
-        self._x = x
+        return x
+
+    def forward(self, x):
+        """x (..., in_features) -> (..., out_features)."""
+        self._x = x = self._checked(x)
         # one BLAS thread: woken right after the BiLSTM's single-threaded
         # products, OpenBLAS's pool made this small product 100x slower
         with _single_thread_blas():
+            return x @ self.params["weight"].T + self.params["bias"]
+
+    def infer(self, x):
+        """x (..., in_features) -> (..., out_features), keeping nothing (reentrant)."""
+        x = self._checked(x)
+        with _shared_single_thread_blas():  # see forward
             return x @ self.params["weight"].T + self.params["bias"]
 
     def backward(self, dy):

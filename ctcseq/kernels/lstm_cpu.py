@@ -26,6 +26,9 @@ kernel:
   float32 and float64 arrays alike; the matrix products and the stored
   results (gates, gate gradients) use the arrays' dtype.
 
+:func:`lstm_infer_steps` is the inference forward (no caches, gate
+arithmetic in the arrays' dtype); see the section "inference forward" below.
+
 Of ``fastmath`` only ``contract`` is used: it lets LLVM fuse ``a * b + c``
 into one FMA with a single rounding, which changes results in the last bit
 only (the float32 outputs of the benchmark were bit-identical) and makes
@@ -37,7 +40,8 @@ vectorise without them because sigmoid/tanh use the branch-free
 division-by-zero checks.
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .vecmath import vexp
 
@@ -266,3 +270,264 @@ def lstm_backward_dir(dy, col0, gates, c_all, whh_t, peep, lengths, reverse, da,
             _cell_backward_row(dy[t, n, col0:col0 + H], dh_rec[n], gates[t, n], c_all[t, n],
                                c_all[tp, n], has_prev, pi, pf, po, dc[n], tc, da_step[n], dpeep)
             da[t, n, gcol0:gcol0 + G] = da_step[n]
+
+
+# -- inference forward (no caches) --------------------------------------------
+#
+# The training kernel above keeps every step's gates and cell states for
+# BPTT and computes the gate nonlinearities in float64.  Inference needs
+# neither: the kernels below keep only h and c of the current step and, for
+# float32 arrays, evaluate the gates in float32 with a float32 exp (half the
+# polynomial of vexp, twice the SIMD lanes; float32 outputs then differ
+# from the training forward's by ~1e-7, see tests/test_infer.py).  For
+# float64 arrays they use the float64 sigmoid/tanh above, so float64
+# inference matches the training forward to a few ulp.  No fastmath flag
+# beyond the module's ``contract``.
+
+_LOG2E_32 = np.float32(1.4426950408889634)
+_LN2_HI_32 = np.float32(0.693145751953125)  # 12 significant bits: n * hi is exact
+_LN2_LO_32 = np.float32(1.4286068203094173e-06)
+_ROUND_MAGIC_32 = np.float32(12582912.0)  # 1.5 * 2**23
+_ROUND_MAGIC_BITS_32 = np.float32(12582912.0).view(np.int32)
+# Clamps keep 2**k a normal float32 (k >= -126) and exp finite; sigmoid and
+# tanh are saturated to within 2e-35 of their limits beyond them.
+_SIG_CLAMP_32 = np.float32(80.0)
+_TANH_CLAMP_32 = np.float32(40.0)
+_ONE_32 = np.float32(1.0)
+_TWO_32 = np.float32(2.0)
+_ZERO_32 = np.float32(0.0)
+_C2_32, _C3_32, _C4_32 = np.float32(1 / 2), np.float32(1 / 6), np.float32(1 / 24)
+_C5_32, _C6_32, _C7_32 = np.float32(1 / 120), np.float32(1 / 720), np.float32(1 / 5040)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def vexp32(x):
+    """exp(x) in float32 for float32 x in [-87, 88]; relative error below 2e-7.
+
+    Branch-free like :func:`~ctcseq.kernels.vecmath.vexp`, so loops of it
+    vectorise (16 lanes with AVX-512).  Callers clamp x first.
+    """
+    shifted = x * _LOG2E_32 + _ROUND_MAGIC_32
+    k = np.float32(shifted).view(np.int32) - _ROUND_MAGIC_BITS_32
+    n = shifted - _ROUND_MAGIC_32
+    r = (x - n * _LN2_HI_32) - n * _LN2_LO_32  # |r| <= ln2 / 2
+    # Taylor series to r**7: truncation error < 5e-9 on |r| <= 0.347
+    p = _C7_32
+    p = p * r + _C6_32
+    p = p * r + _C5_32
+    p = p * r + _C4_32
+    p = p * r + _C3_32
+    p = p * r + _C2_32
+    p = p * r + _ONE_32
+    p = p * r + _ONE_32
+    scale = np.int32((k + 127) << 23).view(np.float32)
+    return p * scale
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def sigmoid32(x):
+    """Logistic function in float32; absolute error below 3e-7 for all finite x."""
+    xc = min(max(x, -_SIG_CLAMP_32), _SIG_CLAMP_32)
+    return _ONE_32 / (_ONE_32 + vexp32(-xc))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def tanh32(x):
+    """tanh in float32; absolute error below 3e-7 for all finite x."""
+    ax = min(abs(x), _TANH_CLAMP_32)
+    e = vexp32(-_TWO_32 * ax)
+    t = (_ONE_32 - e) / (_ONE_32 + e)
+    return t if x >= _ZERO_32 else -t
+
+
+def _act_sigmoid(x):
+    """Sigmoid in the precision of x (float32 or float64); Numba only."""
+    raise NotImplementedError
+
+
+def _act_tanh(x):
+    """tanh in the precision of x (float32 or float64); Numba only."""
+    raise NotImplementedError
+
+
+@overload(_act_sigmoid)
+def _ov_act_sigmoid(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: sigmoid32(x)
+    return lambda x: sigmoid(x)
+
+
+@overload(_act_tanh)
+def _ov_act_tanh(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: tanh32(x)
+    return lambda x: tanh(x)
+
+
+# Default column chunk of the recurrent product in the inference kernel (see
+# lstm_infer_steps).
+INFER_CHUNK = 64
+
+
+@njit(cache=True, nogil=True)
+def pack_recurrent(whh, bias, cw, out):
+    """Lay ``W_hh.T`` and the biases out in the chunks :func:`lstm_infer_steps` reads.
+
+    whh (4H, H); bias (4H,): ``b_ih + b_hh``; cw: chunk width; out
+    (4H * (H + 1),), same dtype: chunk (g, c), the ``w = min(cw, H - c cw)``
+    output columns from ``q = g H + c cw`` on, is an (H + 1, w)
+    C-contiguous block at offset ``q (H + 1)``: ``W_hh[q:q+w].T`` over
+    ``bias[q:q+w]``, so that the product with ``[h, 1]`` adds the biases.
+    """
+    H = whh.shape[1]
+    for g in range(4):
+        for c0 in range(0, H, cw):
+            q = g * H + c0
+            w = min(cw, H - c0)
+            blk = out[q * (H + 1):(q + w) * (H + 1)].reshape(H + 1, w)
+            for k in range(H):
+                for jj in range(w):
+                    blk[k, jj] = whh[q + jj, k]
+            for jj in range(w):
+                blk[H, jj] = bias[q + jj]
+
+
+@njit(inline="always", cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _cell_infer_chunk(ai, af, ag, ao, xi, xf, xg, xo, pi, pf, po, cs, hs):
+    """One column chunk of one frame of one sequence, keeping nothing.
+
+    For the chunk's w units: ai, af, ag, ao (w,): recurrent products plus
+    biases of the gates i, f, g, o; xi, xf, xg, xo (w,): their input
+    projections; pi, pf, po (w,): peephole weights; cs (w,): c(t-1) on
+    entry, c(t) on exit; hs (w,): output, h(t).  Each loop writes one array
+    and reads at most eight others, LLVM's limit for the run-time alias
+    checks that let it vectorise a loop (see also the note above
+    ``_cell_forward_row``).
+    """
+    w = cs.shape[0]
+    for j in range(w):
+        i = _act_sigmoid(ai[j] + xi[j] + pi[j] * cs[j])
+        f = _act_sigmoid(af[j] + xf[j] + pf[j] * cs[j])
+        g = _act_tanh(ag[j] + xg[j])
+        cs[j] = f * cs[j] + i * g
+    for j in range(w):
+        o = _act_sigmoid(ao[j] + xo[j] + po[j] * cs[j])
+        hs[j] = o * _act_tanh(cs[j])
+
+
+@njit(cache=True, error_model="numpy", nogil=True, fastmath=_FASTMATH)
+def lstm_infer_steps(gx, base, wpk, cw, peep, lengths, reverse, s0, s1, y, col0, h, c, ghp):
+    """Inference forward of one direction of an LSTM layer, steps s0 to s1 - 1.
+
+    Same equations, gate order, peepholes and length handling as
+    :func:`lstm_forward_dir`, but nothing is kept for backward: the state
+    carried from one call to the next is h and c of the current step, and
+    the caller passes the input projections of only the steps of this call,
+    so a whole pass over T steps needs O(N H) memory besides ``y``.  Gate
+    arithmetic and the cell state use the arrays' dtype (float32 with
+    :func:`sigmoid32`/:func:`tanh32`, float64 with :func:`sigmoid`/
+    :func:`tanh`).  Releases the GIL; writes only ``y[..., col0:col0+H]``
+    and its state arguments ``h``, ``c``, ``ghp``.
+
+    The recurrent product ``[h, 1] @ [W_hh.T; b]`` is one BLAS product per
+    chunk of at most ``cw`` output columns of one gate, against
+    weights packed once per call (:func:`pack_recurrent`).  Products this
+    small take OpenBLAS's small-matrix path, which does not repack the
+    weights on every call, and they come out with each sequence's values
+    contiguous, so no transposition is needed.  For 300 steps at H = 256,
+    one thread: 11 ms at N = 16 and 3 ms at N = 4, against 14 ms and 11 ms
+    for the training kernel's single product ``W_hh @ h.T``, which also has
+    to be transposed back.  The bias rides along as an extra row of the
+    weights (times a column of ones in ``h``), and the gate loops read the
+    input projections directly: a separate pass adding them was slower.
+
+    Parameters
+    ----------
+    gx : ndarray (R, N, 4H), rows C-contiguous
+        Input projections ``x @ W_ih.T`` (no biases) of a window of frames:
+        frame t of sequence n is row ``t - base[n]``.
+    base : int64 ndarray (N,)
+        First frame of each sequence's window in ``gx``.
+    wpk : ndarray (4H * (H + 1),)
+        ``W_hh`` and the biases, packed by :func:`pack_recurrent`.
+    cw : int
+        The chunk width ``wpk`` was packed with: ``INFER_CHUNK`` (64), or H
+        for one or two sequences, where fewer, larger products are faster.
+    peep : ndarray (3, H)
+        Peephole weights of the i, f (both see c(t-1)) and o (sees c(t))
+        gates; zeros for a plain LSTM.
+    lengths : int64 ndarray (N,)
+        Valid frames per sequence, each in [0, T].
+    reverse : bool
+        Step s processes frame ``t = lengths[n] - 1 - s`` (else ``t = s``).
+    s0, s1 : int
+        Steps to run; sequence n takes part in step s iff ``s < lengths[n]``.
+    y : ndarray (T, N, W), W >= col0 + H
+        Output: ``y[t, n, col0:col0+H] = h(t)`` for the frames of these
+        steps; other frames untouched (see :func:`zero_past_lengths`).
+    col0 : int
+        First column of this direction's H outputs in ``y``.
+    h : ndarray (N, H + 1), C-contiguous
+        ``[h, 1]``: h of the last step (zeros before step 0), then a column
+        of ones (which adds the biases).  Updated.
+    c : ndarray (N, H)
+        c of the last step; zeros before step 0.  Updated.
+    ghp : ndarray (4H * N,)
+        Scratch.
+    """
+    N = gx.shape[1]
+    H = c.shape[1]
+    pi, pf, po = peep[0], peep[1], peep[2]
+    for s in range(s0, s1):
+        for g in range(4):
+            for c0 in range(0, H, cw):
+                q = g * H + c0  # chunk (g, c0): output columns q .. q + w - 1
+                w = min(cw, H - c0)
+                np.dot(h, wpk[q * (H + 1):(q + w) * (H + 1)].reshape(H + 1, w),
+                       ghp[q * N:(q + w) * N].reshape(N, w))
+        for n in range(N):
+            L = lengths[n]
+            if s >= L:
+                continue
+            t = L - 1 - s if reverse else s
+            hs = y[t, n, col0:col0 + H]
+            xr = gx[t - base[n], n]
+            for j0 in range(0, H, cw):
+                j1 = min(j0 + cw, H)
+                w = j1 - j0
+                o = j0 * N + n * w  # sequence n's gate i in chunk (0, j0); gate k: + k H N
+                _cell_infer_chunk(ghp[o:o + w], ghp[H * N + o:H * N + o + w],
+                                  ghp[2 * H * N + o:2 * H * N + o + w],
+                                  ghp[3 * H * N + o:3 * H * N + o + w],
+                                  xr[j0:j1], xr[H + j0:H + j1], xr[2 * H + j0:2 * H + j1],
+                                  xr[3 * H + j0:3 * H + j1],
+                                  pi[j0:j1], pf[j0:j1], po[j0:j1], c[n, j0:j1], hs[j0:j1])
+            h[n, :H] = hs
+
+
+@njit(cache=True, nogil=True)
+def gather_frames(x, base, out):
+    """``out[r, n] = x[base[n] + r, n]``, zeros where that frame is outside [0, T).
+
+    x (T, N, D); base int64 (N,); out (R, N, D).  Builds the reverse
+    direction's input window when sequences of different lengths end at
+    different frames.
+    """
+    T = x.shape[0]
+    R, N = out.shape[0], out.shape[1]
+    for r in range(R):
+        for n in range(N):
+            t = base[n] + r
+            if 0 <= t < T:
+                out[r, n] = x[t, n]
+            else:
+                out[r, n] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def zero_past_lengths(y, lengths):
+    """Set ``y[t, n] = 0`` for every ``t >= lengths[n]``; y (T, N, W)."""
+    T, N = y.shape[0], y.shape[1]
+    for n in range(N):
+        for t in range(lengths[n], T):
+            y[t, n] = 0.0
