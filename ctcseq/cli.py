@@ -141,6 +141,14 @@ def cmd_train(args, rest):
             return _train(args, comm)
 
 
+def _use_gpu(local_rank):
+    try:
+        import cupy
+        cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+    except Exception:  # noqa: BLE001 - placement() reports what is missing
+        pass
+
+
 def _threads_per_process(comm):
     """The cores of this machine shared between its MPI processes."""
     import numba
@@ -218,9 +226,13 @@ def _train(args, comm):
                      init_range=args.init_range, vocabulary=vocab, stride=args.stride,
                      features={"config": store.config.to_dict(), "normalizer": norm.to_dict(),
                                "text": args.text})
+    if args.device != "cpu":
+        if comm.size > 1:   # one process per GPU of its machine
+            _use_gpu(comm.local_rank)
+        model.to(args.device)
     n_weights = sum(p.size for p in model.params.values())
     frames = sum(e.feats.shape[0] for e in train)
-    print(f"train: {len(train)} utterances "
+    print(f"train: {len(train)} utterances on {model.place.name} "
           f"({format_duration(frames * store.config.hop_ms / 1000)}), dev: {len(dev)}, "
           f"{len(vocab)} classes, {n_weights / 1e6:.2f}M weights"
           + (f"; {len(skipped)} without features skipped" if skipped else "")
@@ -294,12 +306,16 @@ def _recognizer(args, decoding=True):
             raise UserError(f"--nbest must be >= 1, got {args.nbest}")
         if args.nbest > 1 and args.nbest > args.beam:
             raise UserError(f"--nbest {args.nbest} needs --beam N with N >= {args.nbest}")
-        return Recognizer.load(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
-                               beta=args.beta, lexicon=args.lexicon,
-                               word_delimiter=args.word_delimiter,
-                               progress=not getattr(args, "quiet", False))
-    return Recognizer.load(args.model, lexicon=getattr(args, "lexicon", None),
-                           progress=not getattr(args, "quiet", False))
+        rec = Recognizer.load(args.model, lm=args.lm, beam=args.beam, alpha=args.alpha,
+                              beta=args.beta, lexicon=args.lexicon,
+                              word_delimiter=args.word_delimiter,
+                              progress=not getattr(args, "quiet", False))
+    else:
+        rec = Recognizer.load(args.model, lexicon=getattr(args, "lexicon", None),
+                              progress=not getattr(args, "quiet", False))
+    if args.device != "cpu":   # the network there; features and search stay on the host
+        rec.model.to(args.device)
+    return rec
 
 
 def _speaker_table(args, keys):
@@ -558,6 +574,13 @@ def _add_speaker_options(parser):
                         help="audio files: all are this one speaker (see --utt2spk)")
 
 
+def _add_device_option(parser):
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="where the network runs: cpu (default), cuda (a GPU: needs pip "
+                        "install \"ctcseq[cuda]\" and a CUDA 13 driver), auto (the GPU when "
+                        "one works)")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="ctcseq", description="BiLSTM-CTC sequence labelling: "
                                 "prepare data, extract features, train, decode, score.",
@@ -676,6 +699,7 @@ def build_parser():
                     "transcripts, saved as OUT/lm.json for 'decode --lm' (0: none)")
     pt.add_argument("--seed", type=int, default=0, help="initialisation and batch order (0)")
     pt.add_argument("--threads", type=int, default=0, help="Numba threads (default: all cores)")
+    _add_device_option(pt)
     pt.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.npz")
     pt.add_argument("--quiet", action="store_true", help="no progress line")
     pt.set_defaults(func=cmd_train)
@@ -716,6 +740,7 @@ def build_parser():
     pd.add_argument("--word-delimiter", help="word ARPA LM: the token that ends a word "
                     "(default <space> when the model has it)")
     _add_speaker_options(pd)
+    _add_device_option(pd)
     pd.set_defaults(func=cmd_decode)
 
     pw = sub.add_parser("forward", parents=[debug],
@@ -730,6 +755,7 @@ def build_parser():
     pw.add_argument("--out", required=True, help="archive to write (.npz)")
     pw.add_argument("--utt2spk", help="'<utt> <speaker>' table, for a model trained with "
                     "--cmvn speaker (as for decode)")
+    _add_device_option(pw)
     pw.set_defaults(func=cmd_forward, speaker=None)
 
     px = sub.add_parser("export", parents=[debug],
@@ -781,6 +807,7 @@ def build_parser():
                     "words, spelt with their first pronunciation; writes word times")
     pa.add_argument("--out", help="write the CTM to this file instead of stdout")
     _add_speaker_options(pa)
+    _add_device_option(pa)
     pa.set_defaults(func=cmd_align)
 
     pe = sub.add_parser("eval", parents=[debug],

@@ -181,3 +181,117 @@ def simulating():
     from numba.cuda.core import config
     return bool(config.ENABLE_CUDASIM)
 
+
+
+# -- where a model lives ----------------------------------------------------------
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class Placement:
+    """Where a model's parameters and activations live, and how to reach them.
+
+    ``"cpu"``: NumPy arrays, the Numba CPU kernels.  ``"cuda"``: CuPy arrays
+    on the current GPU (cuBLAS products through CuPy, ``numba.cuda`` kernels
+    on CuPy's current stream); under the CUDA simulator
+    (``NUMBA_ENABLE_CUDASIM=1``) NumPy arrays, which the simulated kernels
+    take as they are, so that the tests run the CUDA kernels without a GPU.
+
+    Build one with :func:`placement`.
+    """
+
+    def __init__(self, name, xp, sim=False, cuda=None):
+        self.name, self.xp, self.sim, self.cuda = name, xp, sim, cuda
+
+    @property
+    def is_cuda(self):
+        return self.name == "cuda"
+
+    def __repr__(self):
+        return f"Placement({self.name!r}{', simulated' if self.sim else ''})"
+
+    def asarray(self, a, dtype=None):
+        """a (host or this device) as a C-contiguous array of this placement."""
+        if self.xp is np:
+            return np.ascontiguousarray(a, dtype=dtype)
+        return self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
+
+    def to_host(self, a):
+        """a as a NumPy array (copied from the GPU after the work queued)."""
+        if isinstance(a, np.ndarray) or np.isscalar(a):
+            return a
+        return a.get()
+
+    @property
+    def stream(self):
+        """The stream for Numba launches: CuPy's current one (0 simulated)."""
+        if self.sim or self.xp is np:
+            return 0
+        return self.cuda.external_stream(self.xp.cuda.get_current_stream().ptr)
+
+    def for_ctc(self, a):
+        """a as ctcseq.ctc takes it on this device: under the simulator a
+        Numba device array, so that the CTC kernels run (simulated) as they
+        would on a GPU; CuPy arrays as they are."""
+        if self.sim:
+            return self.cuda.to_device(a)
+        return a
+
+    def from_ctc(self, a):
+        if self.sim:
+            return a.copy_to_host()
+        return a
+
+
+CPU = Placement("cpu", np)
+
+
+def placement(device):
+    """The :class:`Placement` for ``device``: "cpu", "cuda" or "auto" (the
+    GPU when one works, else the CPU), or a Placement (returned as it is).
+
+    Raises
+    ------
+    ctcseq.errors.UserError
+        An unknown name, or "cuda" when it cannot work: numba-cuda or CuPy
+        not installed, or no usable GPU and driver; the message says which
+        and what to install.
+    """
+    from .errors import UserError
+    if isinstance(device, Placement):
+        return device
+    if device not in DEVICES:
+        raise UserError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return CPU
+    try:
+        return _cuda_placement()
+    except UserError:
+        if device == "auto":
+            return CPU
+        raise
+
+
+def _cuda_placement():
+    from .errors import UserError
+    try:
+        cuda = importlib.import_module("numba.cuda")
+    except ImportError:
+        raise UserError("device 'cuda' needs numba-cuda (and CuPy): pip install "
+                        "\"ctcseq[cuda]\"") from None
+    if simulating():
+        return Placement("cuda", np, sim=True, cuda=cuda)
+    try:
+        import cupy
+    except ImportError:
+        raise UserError("device 'cuda' needs CuPy for the matrix products: pip install "
+                        "\"ctcseq[cuda]\" (cupy-cuda13x)") from None
+    try:
+        usable = cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception as e:  # noqa: BLE001 - a missing driver raises its own errors
+        raise UserError(f"device 'cuda': no usable CUDA GPU ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())})") from None
+    if not usable:
+        raise UserError("device 'cuda': no usable CUDA GPU (no GPU or no driver; "
+                        "nvidia-smi should list one)")
+    return Placement("cuda", cupy, cuda=cuda)

@@ -63,7 +63,7 @@ import numpy as np
 
 from .datadir import atomic_write
 from .errors import DataError, UserError
-from .model import FORMAT, FORMAT_VERSION, CTCModel, _digest
+from .model import FORMAT, FORMAT_VERSION, CTCModel
 
 ONNX_FORMAT = "ctcseq.onnx"
 ONNX_FORMAT_VERSION = 1
@@ -97,7 +97,7 @@ def _check_model(model):
 
 def _onnx_lstm_weights(model, k):
     """ONNX LSTM inputs W, R, B, P (P None without peepholes) of layer k, float32."""
-    p, H = model.params, model.lstm.hidden_size
+    p, H = model.host_params(), model.lstm.hidden_size
 
     def gates(a):  # (4H, ...) in (i, f, g, o) -> (4H, ...) in (i, o, f, c)
         return np.concatenate([a[j * H:(j + 1) * H] for j in _ONNX_GATES])
@@ -189,8 +189,8 @@ def _onnx_graph(model):
                  "step_valid")
     valid = node("Unsqueeze", [valid, const("axes_2b", [2])], "step_valid_3d")
     h = node("Where", [valid, inp, zero_f], "h_masked")
-    w = const("out_weight_t", model.params["out.weight"].T, np.float32)   # (2H, C)
-    b = const("out_bias", model.params["out.bias"], np.float32)
+    w = const("out_weight_t", model.host_params()["out.weight"].T, np.float32)   # (2H, C)
+    b = const("out_bias", model.host_params()["out.bias"], np.float32)
     logits = node("Add", [node("MatMul", [h, w], "out_matmul"), b], "logits")
     node("LogSoftmax", [logits], "log_probs", axis=-1)
     node("Identity", [out_len], "output_lengths")
@@ -371,7 +371,7 @@ def export_safetensors(model, path):
     """
     st = _require("safetensors.numpy")
     _check_model(model)
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.host_params().items()}
     data = st.save(tensors, metadata={SAFETENSORS_CONFIG_KEY: json.dumps(model.config())})
     with atomic_write(path) as f:
         f.write(data)
@@ -420,24 +420,4 @@ def load_safetensors(path):
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise DataError(f"{path!r} has format version {version!r}; this ctcseq reads "
                         f"versions 1 to {FORMAT_VERSION} (upgrade ctcseq?)")
-    try:
-        m = cfg["model"]
-        model = CTCModel(m["input_size"], m["hidden_size"], m["num_layers"], m["num_classes"],
-                         blank=m["blank"], peepholes=m["peepholes"], dtype=m["dtype"],
-                         init_range=0.0, vocabulary=cfg.get("vocabulary"),
-                         features=cfg.get("features"), stride=m.get("stride", 1))
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{path!r}: invalid model configuration: {e}") from e
-    expected, found = set(model.params), set(arrays)
-    if expected != found:
-        raise DataError(f"{path!r}: weights do not match the configuration; missing "
-                        f"{sorted(expected - found)}, unexpected {sorted(found - expected)}")
-    for k, p in model.params.items():
-        a = arrays[k]
-        if a.shape != p.shape or a.dtype != p.dtype:
-            raise DataError(f"{path!r}: weight {k!r} has shape {a.shape} and dtype {a.dtype}; "
-                            f"the configuration needs {p.shape} {p.dtype}")
-        p[...] = a
-    if cfg.get("sha256") != _digest(model.params):
-        raise DataError(f"{path!r}: weights fail their checksum (corrupt file)")
-    return model
+    return CTCModel.from_config(cfg, arrays, path)

@@ -26,6 +26,7 @@ from . import _checks
 from .ctc import ctc_loss_grad
 from .datadir import atomic_write
 from .decode import greedy_decode
+from .device import CPU
 from .errors import DataError, UserError
 from .nn import BiLSTM, Linear, _positive_int, dropout_mask
 
@@ -132,7 +133,7 @@ class CTCModel:
 
     def __init__(self, input_size, hidden_size, num_layers, num_classes, blank=0,
                  peepholes=True, seed=0, dtype=np.float32, init_range=None,
-                 vocabulary=None, features=None, stride=1):
+                 vocabulary=None, features=None, stride=1, device="cpu"):
         self.num_classes = _positive_int(num_classes, "num_classes")
         if isinstance(blank, (bool, np.bool_)) or not isinstance(blank, (int, np.integer)) \
                 or not 0 <= blank < self.num_classes:
@@ -148,10 +149,42 @@ class CTCModel:
         self.out = Linear(2 * self.lstm.hidden_size, self.num_classes, seed=seed + 1,
                           dtype=dtype, init_range=init_range)
         self.dtype = self.lstm.dtype
+        self.place = CPU
+        self._collect()
+        if device != "cpu":
+            self.to(device)
+
+    def _collect(self):
         self.params = {**{f"lstm.{k}": v for k, v in self.lstm.params.items()},
                        **{f"out.{k}": v for k, v in self.out.params.items()}}
         self.grads = {**{f"lstm.{k}": v for k, v in self.lstm.grads.items()},
                       **{f"out.{k}": v for k, v in self.out.grads.items()}}
+
+    def to(self, device):
+        """Move the model to ``device`` and return it.
+
+        ``"cpu"``, ``"cuda"`` (the current GPU: CuPy arrays, cuBLAS products
+        and the CUDA kernels of :mod:`ctcseq.kernels`) or ``"auto"`` (the GPU
+        when one works); see :func:`ctcseq.device.placement`, which raises a
+        :class:`~ctcseq.errors.UserError` saying what is missing when
+        "cuda" cannot work.  :attr:`params` and :attr:`grads` are new arrays
+        on that device afterwards (make optimisers after moving the model);
+        :meth:`save` writes host arrays, so a file saved from either device
+        loads on either.  On "cuda", :meth:`log_probs` returns device arrays
+        and :meth:`loss_and_grads` takes host or device input; the dropout
+        masks are drawn on the host as on the CPU, so both devices train
+        the same model up to rounding.
+        """
+        self.lstm.to(device)
+        self.out.to(self.lstm.place)
+        self.place = self.lstm.place
+        self._out_mask = None
+        self._collect()
+        return self
+
+    def host_params(self):
+        """:attr:`params` as host (NumPy) arrays, copied from the device if need be."""
+        return {k: self.place.to_host(v) for k, v in self.params.items()}
 
     # -- inference -----------------------------------------------------------
     def output_lengths(self, lengths):
@@ -160,7 +193,7 @@ class CTCModel:
         return -(-lengths // self.stride)
 
     def _checked_input(self, x, lengths):
-        x = np.asarray(x)
+        x = np.asarray(x) if not self.place.is_cuda else self.place.asarray(x)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x must have shape (T, N, {self.input_size}), got {x.shape}")
         # checked against the input's T: ceil(lengths / stride) could not tell
@@ -174,19 +207,22 @@ class CTCModel:
         k = self.stride
         T, N, D = x.shape
         Tk = -(-T // k)
-        xs = np.zeros((Tk * k, N, D), dtype=x.dtype)
+        xp = self.place.xp
+        xs = xp.zeros((Tk * k, N, D), dtype=x.dtype)
         xs[:T] = x
         # frames past a sequence's end may hold padding garbage: zero them so
         # the last (partial) step of every sequence sees the same zeros
         t = np.arange(Tk * k)[:, None]
-        xs[t >= lengths[None, :]] = 0
+        xs[self.place.asarray(t >= lengths[None, :]) if xp is not np else t >= lengths[None, :]] = 0
         xs = xs.reshape(Tk, k, N, D).transpose(0, 2, 1, 3).reshape(Tk, N, k * D)
-        return np.ascontiguousarray(xs), self.output_lengths(lengths)
+        return xp.ascontiguousarray(xs), self.output_lengths(lengths)
 
     def _logits(self, x, lengths, dropout=0.0, rng=None):
         xs, out_lengths = self._stack(x, lengths)
         h = self.lstm.forward(xs, out_lengths, dropout, rng)
         self._out_mask = dropout_mask(h.shape, dropout, rng, self.dtype)
+        if self._out_mask is not None and self.place.is_cuda:
+            self._out_mask = self.place.asarray(self._out_mask)
         if self._out_mask is not None:
             h = h * self._out_mask
         return self.out.forward(h), out_lengths
@@ -231,7 +267,8 @@ class CTCModel:
             valid steps, later steps must be ignored.
         """
         xs, out_lengths = self._stack(x, lengths)
-        return log_softmax(self.out.infer(self.lstm.infer(xs, out_lengths)))
+        # host arrays whatever the device: what decoders and callers expect
+        return self.place.to_host(log_softmax(self.out.infer(self.lstm.infer(xs, out_lengths))))
 
     def decode(self, x, lengths):
         """Greedy (best-path) label sequences, one list of class indices per sequence."""
@@ -286,10 +323,14 @@ class CTCModel:
             self._check_feasible(x, lengths, targets, target_lengths)
         logits, out_lengths = self._logits(x, lengths, dropout, rng)
         lp = log_softmax(logits)
-        loss, g_lp = ctc_loss_grad(lp, targets, out_lengths, target_lengths, blank=self.blank,
+        place = self.place
+        loss, g_lp = ctc_loss_grad(place.for_ctc(lp) if place.is_cuda else lp, targets,
+                                   out_lengths, target_lengths, blank=self.blank,
                                    reduction=reduction, zero_infinity=zero_infinity)
+        if place.is_cuda:
+            loss, g_lp = place.from_ctc(loss), place.from_ctc(g_lp)
         # back through log-softmax; g_lp is zero past each length, so is g_logits
-        g_logits = g_lp - np.exp(lp) * g_lp.sum(axis=-1, keepdims=True)
+        g_logits = g_lp - place.xp.exp(lp) * g_lp.sum(axis=-1, keepdims=True)
         g_h = self.out.backward(g_logits.astype(self.dtype, copy=False))
         if self._out_mask is not None:
             g_h = g_h * self._out_mask
@@ -341,7 +382,7 @@ class CTCModel:
                           "peepholes": self.lstm.peepholes, "dtype": self.dtype.name},
                 "vocabulary": self.vocabulary, "features": self.features,
                 "params": {k: list(v.shape) for k, v in self.params.items()},
-                "sha256": _digest(self.params)}
+                "sha256": _digest(self.host_params())}
 
     def save(self, path):
         """Write the model to ``path`` (one ``.npz`` file) atomically.
@@ -352,14 +393,14 @@ class CTCModel:
         crash mid-save leaves any previous file at ``path`` intact.
         """
         cfg = json.dumps(self.config()).encode("utf-8")
-        arrays = {k: np.ascontiguousarray(v) for k, v in self.params.items()}
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.host_params().items()}
         arrays[_CONFIG_KEY] = np.frombuffer(cfg, np.uint8)
         with atomic_write(path) as f:
             np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save`.
+    def load(cls, path, device="cpu"):
+        """Read a model written by :meth:`save` (on ``device``: see :meth:`to`).
 
         Raises
         ------
@@ -406,6 +447,13 @@ class CTCModel:
         if version > FORMAT_VERSION:
             raise DataError(f"{path!r} has format version {version}; this ctcseq reads "
                             f"versions up to {FORMAT_VERSION} (upgrade ctcseq)")
+        return cls.from_config(cfg, arrays, path).to(device)
+
+    @classmethod
+    def from_config(cls, cfg, arrays, path):
+        """The model of a configuration (:meth:`config`) and its weights
+        (host arrays by name), checked against each other and the checksum;
+        ``path`` names the source in errors (a :class:`DataError`)."""
         try:
             m = cfg["model"]
             model = cls(m["input_size"], m["hidden_size"], m["num_layers"], m["num_classes"],

@@ -40,7 +40,7 @@ class Single:
     """The communicator of a run on one process: every collective is the
     identity, nothing is imported."""
 
-    rank, size, local_size = 0, 1, 1
+    rank, size, local_rank, local_size = 0, 1, 0, 1
     is_root = True
 
     def allreduce_sum(self, buf):
@@ -73,7 +73,8 @@ class MpiComm:
         self._MPI = MPI
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self.local_size = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         self.is_root = self.rank == 0
 
     def allreduce_sum(self, buf):

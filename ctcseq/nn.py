@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from . import _checks
+from .device import CPU, placement
 from .errors import UserError
 from .kernels.lstm_cpu import (INFER_CHUNK, gather_frames, lstm_backward_dir,
                                lstm_forward_dir, lstm_infer_steps, pack_recurrent,
@@ -49,9 +50,10 @@ def _float_dtype(dtype):
     return dt
 
 
-def _check_input(x, name, width, width_name, dtype):
-    """A C-contiguous (T, N, width) array of ``dtype`` with T, N >= 1 and finite values."""
-    arr = np.asarray(x)
+def _check_input(x, name, width, width_name, dtype, place=CPU):
+    """A C-contiguous (T, N, width) array of ``dtype`` with T, N >= 1 and
+    finite values, on ``place`` (copied there from the host if need be)."""
+    arr = np.asarray(x) if not place.is_cuda else place.asarray(x)
     if arr.ndim != 3:
         raise ValueError(f"{name} must be 3-D (T, N, {width_name}), got shape {arr.shape}")
     if arr.shape[2] != width:
@@ -63,10 +65,16 @@ def _check_input(x, name, width, width_name, dtype):
     if arr.dtype != dtype:
         raise ValueError(f"{name} has dtype {arr.dtype} but the layer is {dtype}; "
                          f"convert it with .astype(np.{dtype.name})")
-    if not np.isfinite(arr).all():
+    if not bool(place.xp.isfinite(arr).all()):
         # sigmoid/tanh clamp their arguments, which would silently turn NaN into numbers
         raise ValueError(f"{name} contains NaN or infinite values")
-    return np.ascontiguousarray(arr)
+    return place.xp.ascontiguousarray(arr)
+
+
+def _lstm_cuda():
+    """The CUDA kernels, imported when a layer first runs on a GPU."""
+    from .kernels import lstm_cuda
+    return lstm_cuda
 
 
 _POOL = None
@@ -277,12 +285,23 @@ class BiLSTM:
                                                     shape).astype(self.dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._cache = None
+        self.place = CPU
+
+    def to(self, device):
+        """Move the parameters and gradients to ``device`` ("cpu", "cuda" or
+        "auto", see :func:`ctcseq.device.placement`); returns self.  On
+        "cuda" the layer takes and returns arrays of that device (CuPy; the
+        input may also come from the host) and runs the time loops of
+        :mod:`ctcseq.kernels.lstm_cuda`."""
+        self.params, self.grads, self.place = _moved(self.params, self.place, device)
+        self._cache = None
+        return self
 
     # -- one direction of one layer (run on two threads) ---------------------
     def _peep(self, k, sfx):
         if self.peepholes:
             return self.params[f"weight_peep_l{k}{sfx}"]
-        return np.zeros((3, self.hidden_size), self.dtype)
+        return self.place.xp.zeros((3, self.hidden_size), self.dtype)
 
     def _forward_direction(self, k, d, inp, lengths, y, c_all, gates):
         """Input projection and time loop of direction d of layer k."""
@@ -306,15 +325,23 @@ class BiLSTM:
         dpeep = np.zeros((3, H), np.float64)
         whh_t = np.ascontiguousarray(p[f"weight_hh_l{k}{sfx}"].T)
         lstm_backward_dir(dy, d * H, gates, c_all, whh_t, peep, lengths, d == 1, da, 0, dpeep)
+        return self._weight_grads(k, d, da, dpeep, inp, y, want_dx)
+
+    def _weight_grads(self, k, d, da, dpeep, inp, y, want_dx):
+        """The gradients of direction d of layer k from its gate gradients
+        ``da``, as products over all frames; returns its part of dx."""
+        T, N, in_k = inp.shape
+        H, sfx, xp = self.hidden_size, _DIRS[d], self.place.xp
+        p, g = self.params, self.grads
         da2 = da.reshape(T * N, 4 * H)
-        np.matmul(da2.T, inp.reshape(T * N, in_k), out=g[f"weight_ih_l{k}{sfx}"])
+        xp.matmul(da2.T, inp.reshape(T * N, in_k), out=g[f"weight_ih_l{k}{sfx}"])
         # h(t-1) of the forward direction is y[t-1]; of the reverse direction
         # y[t+1] (zero past each length, so no masking is needed)
         if d == 0:
             dah, hprev = da[1:], y[:-1, :, :H]
         else:
             dah, hprev = da[:-1], y[1:, :, H:]
-        np.matmul(dah.reshape(-1, 4 * H).T, hprev.reshape(-1, H),
+        xp.matmul(dah.reshape(-1, 4 * H).T, hprev.reshape(-1, H),
                   out=g[f"weight_hh_l{k}{sfx}"])
         da2.sum(axis=0, out=g[f"bias_ih_l{k}{sfx}"])
         g[f"bias_hh_l{k}{sfx}"][...] = g[f"bias_ih_l{k}{sfx}"]
@@ -323,6 +350,52 @@ class BiLSTM:
         if not want_dx:
             return None
         return (da2 @ p[f"weight_ih_l{k}{sfx}"]).reshape(T, N, in_k)
+
+    # -- the same on a CUDA GPU: products through CuPy, time loops as one
+    #    persistent kernel per direction (kernels/lstm_cuda.py) --------------
+    def _forward_direction_cuda(self, k, d, inp, lengths, y, c_all, gates):
+        T, N, in_k = inp.shape
+        H, sfx, place = self.hidden_size, _DIRS[d], self.place
+        p = self.params
+        gx = place.xp.matmul(inp.reshape(T * N, in_k), p[f"weight_ih_l{k}{sfx}"].T)
+        gx += p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]
+        _lstm_cuda().lstm_forward_dir(gx.reshape(T, N, 4 * H), 0, p[f"weight_hh_l{k}{sfx}"],
+                                      self._peep(k, sfx), lengths, d == 1, y, d * H, c_all,
+                                      gates, stream=place.stream, sim=place.sim)
+
+    def _backward_direction_cuda(self, k, d, dy, inp, y, c_all, gates, lengths, want_dx):
+        T, N, _ = inp.shape
+        H, sfx, place = self.hidden_size, _DIRS[d], self.place
+        da = place.xp.empty((T, N, 4 * H), self.dtype)  # zeroed past each length by the kernel
+        dpeep = place.xp.zeros((3, H), np.float64)
+        # the kernel reads W_hh column-wise: no transposed copy
+        _lstm_cuda().lstm_backward_dir(dy, d * H, gates, c_all, self.params[f"weight_hh_l{k}{sfx}"],
+                                       self._peep(k, sfx), lengths, d == 1, da, 0, dpeep,
+                                       stream=place.stream, sim=place.sim)
+        return self._weight_grads(k, d, da, dpeep, inp, y, want_dx)
+
+    def _layers(self, x, lengths, masks, keep):
+        """The stack over checked input: (output, caches if keep)."""
+        T, N, _ = x.shape
+        H, dt, xp = self.hidden_size, self.dtype, self.place.xp
+        caches = []
+        inp = x
+        for k in range(self.num_layers):
+            # the kernel zeroes y past each length; the caches are never read there
+            y = xp.empty((T, N, 2 * H), dt)
+            c_all = xp.empty((2, T, N, H), dt)
+            gates = xp.empty((2, T, N, 4 * H), dt)
+            if self.place.is_cuda:
+                for d in range(2):
+                    self._forward_direction_cuda(k, d, inp, lengths, y, c_all[d], gates[d])
+            else:
+                _both_directions(self._forward_direction,
+                                 *[(k, d, inp, lengths, y, c_all[d], gates[d])
+                                   for d in range(2)])
+            if keep:
+                caches.append((inp, y, c_all, gates))
+            inp = y if k == self.num_layers - 1 or masks[k] is None else y * masks[k]
+        return inp, caches
 
     # -- forward / backward ------------------------------------------------
     def forward(self, x, lengths, dropout=0.0, rng=None):
@@ -361,23 +434,14 @@ class BiLSTM:
             x not 3-D, wrong feature size, empty, wrong dtype or not finite;
             lengths of the wrong shape, not integers or outside [0, T].
         """
-        x = _check_input(x, "x", self.input_size, "input_size", self.dtype)
+        x = _check_input(x, "x", self.input_size, "input_size", self.dtype, self.place)
         T, N, _ = x.shape
         lengths = _checks.lengths(lengths, "lengths", N, T, "T")
         H, dt = self.hidden_size, self.dtype
-        masks = [dropout_mask((T, N, 2 * H), dropout, rng, dt)
+        # drawn on the host on every device: the same masks for the same seed
+        masks = [_to_place(dropout_mask((T, N, 2 * H), dropout, rng, dt), self.place)
                  for _ in range(self.num_layers - 1)]
-        caches = []
-        inp = x
-        for k in range(self.num_layers):
-            # the kernel zeroes y past each length; the caches are never read there
-            y = np.empty((T, N, 2 * H), dt)
-            c_all = np.empty((2, T, N, H), dt)
-            gates = np.empty((2, T, N, 4 * H), dt)
-            _both_directions(self._forward_direction,
-                             *[(k, d, inp, lengths, y, c_all[d], gates[d]) for d in range(2)])
-            caches.append((inp, y, c_all, gates))
-            inp = y if k == self.num_layers - 1 or masks[k] is None else y * masks[k]
+        inp, caches = self._layers(x, lengths, masks, keep=True)
         self._cache = (lengths, caches, masks)
         return inp
 
@@ -462,9 +526,13 @@ class BiLSTM:
         ValueError
             As :meth:`forward`.
         """
-        x = _check_input(x, "x", self.input_size, "input_size", self.dtype)
+        x = _check_input(x, "x", self.input_size, "input_size", self.dtype, self.place)
         T, N, _ = x.shape
         lengths = _checks.lengths(lengths, "lengths", N, T, "T")
+        if self.place.is_cuda:
+            # the training kernels, their caches local to this call: on a GPU
+            # memory is not the constraint it is on the host
+            return self._layers(x, lengths, [None] * (self.num_layers - 1), keep=False)[0]
         H, dt = self.hidden_size, self.dtype
         inp, spare = x, None
         work = ({}, {})  # per direction, reused by every layer
@@ -512,16 +580,18 @@ class BiLSTM:
         lengths, caches, masks = self._cache
         T, N, _ = caches[-1][1].shape
         H, dt = self.hidden_size, self.dtype
-        dy = _check_input(dy, "dy", 2 * H, "2 * hidden_size", dt)
+        dy = _check_input(dy, "dy", 2 * H, "2 * hidden_size", dt, self.place)
         if dy.shape[:2] != (T, N):
             raise ValueError(f"dy must have shape {(T, N, 2 * H)} like the last output, "
                              f"got {dy.shape}")
         for k in range(self.num_layers - 1, -1, -1):
             inp, y, c_all, gates = caches[k]
             want_dx = input_grad or k > 0
-            dx = _both_directions(self._backward_direction,
-                                  *[(k, d, dy, inp, y, c_all[d], gates[d], lengths, want_dx)
-                                    for d in range(2)])
+            args = [(k, d, dy, inp, y, c_all[d], gates[d], lengths, want_dx) for d in range(2)]
+            if self.place.is_cuda:
+                dx = [self._backward_direction_cuda(*a) for a in args]
+            else:
+                dx = _both_directions(self._backward_direction, *args)
             if not want_dx:
                 return None
             dy = dx[0]
@@ -529,6 +599,17 @@ class BiLSTM:
             if k > 0 and masks[k - 1] is not None:
                 dy *= masks[k - 1]
         return dy
+
+
+def _moved(params, place, device):
+    """(params, zero grads, placement) of ``params`` moved to ``device``."""
+    new = placement(device)
+    params = {k: new.asarray(place.to_host(v)) for k, v in params.items()}
+    return params, {k: new.xp.zeros_like(v) for k, v in params.items()}, new
+
+
+def _to_place(a, place):
+    return a if a is None or not place.is_cuda else place.asarray(a)
 
 
 def dropout_mask(shape, p, rng, dtype):
@@ -573,9 +654,16 @@ class Linear:
             "bias": rng.uniform(-r, r, (self.out_features,)).astype(self.dtype)}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._x = None
+        self.place = CPU
+
+    def to(self, device):
+        """Move the parameters and gradients to ``device``; returns self."""
+        self.params, self.grads, self.place = _moved(self.params, self.place, device)
+        self._x = None
+        return self
 
     def _checked(self, x):
-        x = np.asarray(x)
+        x = np.asarray(x) if not self.place.is_cuda else self.place.asarray(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have in_features = {self.in_features} features in its "
                              f"last axis, got shape {x.shape}")
@@ -601,13 +689,14 @@ class Linear:
         """dy (..., out_features) -> dx (..., in_features); overwrites ``.grads``."""
         if self._x is None:
             raise ValueError("backward called before forward")
-        dy = np.asarray(dy, dtype=self.dtype)
+        xp = self.place.xp
+        dy = xp.asarray(dy, dtype=self.dtype)
         if dy.shape != self._x.shape[:-1] + (self.out_features,):
             raise ValueError(f"dy must have shape {self._x.shape[:-1] + (self.out_features,)}, "
                              f"got {dy.shape}")
         x2 = self._x.reshape(-1, self.in_features)
         dy2 = dy.reshape(-1, self.out_features)
         with _single_thread_blas():  # see forward
-            np.matmul(dy2.T, x2, out=self.grads["weight"])
+            xp.matmul(dy2.T, x2, out=self.grads["weight"])
             dy2.sum(axis=0, out=self.grads["bias"])
             return (dy2 @ self.params["weight"]).reshape(dy.shape[:-1] + (self.in_features,))

@@ -10,6 +10,7 @@ import contextlib
 
 import numpy as np
 
+from .device import placement
 from .errors import UserError
 from .kernels.optim_cpu import adam_update
 
@@ -47,13 +48,17 @@ class SGD:
         Updated in place by :meth:`step`.
     lr : float, default 1e-4
     momentum : float in [0, 1), default 0.9
+    device : str or Placement, default "cpu"
+        Where ``params`` live (:attr:`ctcseq.model.CTCModel.place`); the
+        state is kept there too.
     """
 
-    def __init__(self, params, lr=1e-4, momentum=0.9):
+    def __init__(self, params, lr=1e-4, momentum=0.9, device="cpu"):
         self.params = params
         self.lr = _nonneg(lr, "lr")
         self.momentum = _nonneg(momentum, "momentum", upper=1.0)
-        self.velocity = {k: np.zeros_like(p) for k, p in params.items()}
+        self.place = placement(device)
+        self.velocity = {k: self.place.xp.zeros_like(p) for k, p in params.items()}
 
     def step(self, grads):
         """Apply one update with ``grads`` (same names and shapes as params)."""
@@ -75,9 +80,12 @@ class Adam:
     lr : float, default 1e-3
     betas : (float, float), default (0.9, 0.999)
     eps : float, default 1e-8
+    device : str or Placement, default "cpu"
+        Where ``params`` live; on "cuda" the moments are kept there and
+        each update is one pass of :mod:`ctcseq.kernels.optim_cuda`.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, device="cpu"):
         self.params = params
         self.lr = _nonneg(lr, "lr")
         if len(betas) != 2:
@@ -86,9 +94,10 @@ class Adam:
         self.beta2 = _nonneg(betas[1], "betas[1]", upper=1.0)
         self.eps = _nonneg(eps, "eps")
         self.t = 0
+        self.place = placement(device)
         # moments in float64: float32 m and v lose the small updates of v
-        self.m = {k: np.zeros(p.shape) for k, p in params.items()}
-        self.v = {k: np.zeros(p.shape) for k, p in params.items()}
+        self.m = {k: self.place.xp.zeros(p.shape) for k, p in params.items()}
+        self.v = {k: self.place.xp.zeros(p.shape) for k, p in params.items()}
 
     def step(self, grads):
         """Apply one update with ``grads`` (same names and shapes as params)."""
@@ -96,6 +105,14 @@ class Adam:
         self.t += 1
         c1 = 1.0 - self.beta1 ** self.t
         c2 = 1.0 - self.beta2 ** self.t
+        if self.place.is_cuda:
+            from .kernels.optim_cuda import adam_update as adam_update_cuda
+            for k, p in self.params.items():
+                g = self.place.xp.ascontiguousarray(grads[k]).reshape(-1)
+                adam_update_cuda(p.reshape(-1), g, self.m[k].reshape(-1), self.v[k].reshape(-1),
+                                 self.lr, self.beta1, self.beta2, c1, c2, self.eps,
+                                 stream=self.place.stream, sim=self.place.sim)
+            return
         for k, p in self.params.items():
             g = grads[k]
             m, v = self.m[k], self.v[k]
@@ -113,8 +130,15 @@ class Adam:
 
 
 def global_norm(grads):
-    """sqrt of the sum of squares of every array in ``grads`` (float64)."""
-    return float(np.sqrt(sum(np.sum(np.square(g, dtype=np.float64)) for g in grads.values())))
+    """sqrt of the sum of squares of every array in ``grads`` (float64; host
+    or device arrays)."""
+    return float(np.sqrt(sum(_squares(g) for g in grads.values())))
+
+
+def _squares(g):
+    if isinstance(g, np.ndarray):
+        return np.sum(np.square(g, dtype=np.float64))
+    return float((g.astype(np.float64) ** 2).sum())   # a device array
 
 
 def clip_grad_norm(grads, max_norm):
@@ -172,9 +196,18 @@ class WeightNoise:
 
     def perturbed(self, params):
         """Context in which ``params`` carry fresh noise; restored exactly on exit."""
-        noisy = {k: p + self.rng.normal(0.0, self.std, p.shape).astype(p.dtype)
+        # drawn on the host on every device: the same noise for the same seed
+        noisy = {k: p + _like(p, self.rng.normal(0.0, self.std, p.shape).astype(p.dtype))
                  for k, p in params.items() if self.include(k)}
         return swapped_in(params, noisy)
+
+
+def _like(p, host):
+    """host as an array of p's device."""
+    if isinstance(p, np.ndarray):
+        return host
+    import cupy
+    return cupy.asarray(host)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ order.
 Memory
 ------
 :meth:`Recognizer.transcribe` works through the pieces of all its inputs
-in groups of about ``group_seconds`` of audio (default 300 s): a group is
+in groups of about ``group_seconds`` of audio (default 1200 s): a group is
 read, featurised, run through the network (batched by length within the
 group) and decoded, then only its tokens, scores and N-best symbols are
 kept and its arrays are dropped.  So memory is bounded by one group, not by
@@ -276,10 +276,14 @@ class Recognizer:
         Seconds of blank steps that end a token (see the module's Times).
     batch_frames : int, default 20000
         Padded feature frames per network batch.
-    group_seconds : float, default 300
+    group_seconds : float, default 1200
         :meth:`transcribe` processes the pieces in groups of about this many
         seconds of audio (a group ends once it reaches it), which bounds its
         memory (see the module's Memory); results do not depend on it.
+        Larger groups batch by length better: on a 1.44-hour recording
+        (default recipe's model, greedy, 2 threads) 100 s groups took 33 s,
+        300 s 28 s, 1200 s 25 s, as long as one group of everything (see
+        benchmarks/bench_long.py for the peak memory).
     progress : bool, default False
         A progress line over the pieces on stderr for long inputs (more than
         one piece and a minute of speech).
@@ -295,7 +299,7 @@ class Recognizer:
     """
 
     def __init__(self, model, lm=None, beam=0, alpha=0.5, beta=0.0, lexicon=None,
-                 word_delimiter=None, max_blank=0.3, batch_frames=20000, group_seconds=300.0,
+                 word_delimiter=None, max_blank=0.3, batch_frames=20000, group_seconds=1200.0,
                  progress=False, segment=None, feature_config=None, normalizer=None, name=None):
         from .features import FeatureConfig, Normalizer
         self.model = model

@@ -212,28 +212,31 @@ def mask_batch(x, lengths, rng, freq_masks=0, freq_width=0, time_masks=0, time_w
     return x
 
 
-def _make_optimizer(cfg, params):
+def _make_optimizer(cfg, params, place):
     if cfg.optimizer == "adam":
-        return Adam(params, lr=cfg.lr)
-    return SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        return Adam(params, lr=cfg.lr, device=place)
+    return SGD(params, lr=cfg.lr, momentum=cfg.momentum, device=place)
 
 
 def _opt_state(opt):
+    """(JSON-able state, host arrays): one format whatever the device."""
+    host = opt.place.to_host
     if isinstance(opt, Adam):
-        return {"t": opt.t}, {**{f"m/{k}": v for k, v in opt.m.items()},
-                               **{f"v/{k}": v for k, v in opt.v.items()}}
-    return {}, {f"velocity/{k}": v for k, v in opt.velocity.items()}
+        return {"t": opt.t}, {**{f"m/{k}": host(v) for k, v in opt.m.items()},
+                               **{f"v/{k}": host(v) for k, v in opt.v.items()}}
+    return {}, {f"velocity/{k}": host(v) for k, v in opt.velocity.items()}
 
 
 def _load_opt_state(opt, meta, arrays):
+    put = opt.place.asarray
     if isinstance(opt, Adam):
         opt.t = int(meta["t"])
         for k in opt.m:
-            opt.m[k][...] = arrays[f"m/{k}"]
-            opt.v[k][...] = arrays[f"v/{k}"]
+            opt.m[k][...] = put(arrays[f"m/{k}"])
+            opt.v[k][...] = put(arrays[f"v/{k}"])
     else:
         for k in opt.velocity:
-            opt.velocity[k][...] = arrays[f"velocity/{k}"]
+            opt.velocity[k][...] = put(arrays[f"velocity/{k}"])
 
 
 def evaluate(model, examples, batch_frames, dtype, comm=None):
@@ -333,7 +336,7 @@ class Trainer:
         self.progress = progress and self.is_root
         if self.is_root:
             os.makedirs(out_dir, exist_ok=True)
-        self.opt = _make_optimizer(cfg, model.params)
+        self.opt = _make_optimizer(cfg, model.params, model.place)
         # the weight average and its update count (n), checkpointed with the rest
         self.ema = {k: v.copy() for k, v in model.params.items()} if cfg.ema else None
         self.state = {"epoch": 0, "batch": 0, "best_dev_err": None, "best_dev_loss": None,
@@ -350,10 +353,11 @@ class Trainer:
         meta = {"format": "ctcseq.checkpoint", "format_version": 1,
                 "model_config": self.model.config(), "train_config": dataclasses.asdict(self.cfg),
                 "trainer": self.state, "optimizer": opt_meta}
-        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
+        host = self.model.place.to_host   # checkpoints hold host arrays: any device resumes
+        arrays = {f"param/{k}": v for k, v in self.model.host_params().items()}
         arrays.update({f"opt/{k}": v for k, v in opt_arrays.items()})
         if self.ema is not None:
-            arrays.update({f"ema/{k}": v for k, v in self.ema.items()})
+            arrays.update({f"ema/{k}": host(v) for k, v in self.ema.items()})
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         with atomic_write(self.ckpt_path) as f:
             np.savez(f, **arrays)
@@ -402,13 +406,14 @@ class Trainer:
                                         for k in diff)
                             + "); resume with the same settings (only "
                             + " and ".join(TrainConfig.RESUMABLE_CHANGES) + " may change)")
+        put = self.model.place.asarray
         for k, p in self.model.params.items():
-            p[...] = arrays[f"param/{k}"]
+            p[...] = put(arrays[f"param/{k}"])
         _load_opt_state(self.opt, meta["optimizer"],
                         {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")})
         if self.ema is not None:
             for k, v in self.ema.items():
-                v[...] = arrays[f"ema/{k}"]
+                v[...] = put(arrays[f"ema/{k}"])
         self.state = st = {"ema_updates": 0, "epoch_skipped": 0, **meta["trainer"]}
         if saved["patience"] != self.cfg.patience:   # an early stop may be lifted, or due
             st["done"] = bool(self.dev and self.cfg.patience
@@ -570,7 +575,8 @@ class Trainer:
                 rng=_ShardRng(rng, int(model.output_lengths(x.shape[0])), n, lo))
             off = 0
             for k in names:
-                g = grads[k].ravel()
+                # gradients on a GPU pass through the host (no CUDA-aware MPI yet)
+                g = model.place.to_host(grads[k]).ravel()
                 buf[off:off + g.size] = g
                 off += g.size
             # a mean over the share, weighted by the share: the sum over ranks
@@ -583,7 +589,7 @@ class Trainer:
         off = 0
         for k in names:
             g = model.grads[k]
-            g[...] = buf[off:off + g.size].reshape(g.shape)
+            g[...] = model.place.asarray(buf[off:off + g.size].reshape(g.shape))
             off += g.size
         return float(buf[-1]) / n, model.grads
 

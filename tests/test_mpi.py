@@ -223,9 +223,10 @@ def test_an_error_under_mpiexec_is_one_line_and_stops_every_process(corpus, tmp_
     assert proc.returncode != 0 and "batch_frames must be >= 1" in proc.stderr
 
 
-def test_recipes_shard_features_and_launch_mpiexec(tmp_path):
-    """--nj 3 --mpi 2: three shards then a merge per split, training under
-    mpiexec -n 2 (stand-ins for ctcseq and mpiexec log their arguments)."""
+def test_recipes_shard_features_launch_mpiexec_and_pass_the_device(tmp_path):
+    """--nj 3 --mpi 2 --device cuda: three shards then a merge per split,
+    training under mpiexec -n 2, the network on the GPU (stand-ins for
+    ctcseq and mpiexec log their arguments)."""
     from test_recipe_stages import RECIPES, stub_env
     env, log = stub_env(str(tmp_path))
     with open(tmp_path / "bin" / "mpiexec", "w") as f:
@@ -235,7 +236,8 @@ def test_recipes_shard_features_and_launch_mpiexec(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     proc = subprocess.run(["bash", os.path.join(RECIPES, "synth", "run.sh"), "--tiny",
-                           "--nj", "3", "--mpi", "2", "--stop-stage", "3"], cwd=work, env=env,
+                           "--nj", "3", "--mpi", "2", "--device", "cuda", "--stop-stage", "4"],
+                          cwd=work, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open(log) as f:
@@ -252,3 +254,6 @@ def test_recipes_shard_features_and_launch_mpiexec(tmp_path):
     train = [i for i, c in enumerate(calls) if c.startswith("ctcseq train")]
     assert len(train) == 1 and calls[train[0] - 1].startswith("mpiexec -n 2 ctcseq train")
     assert calls[train[0] - 1][len("mpiexec -n 2 "):] == calls[train[0]]
+    assert calls[train[0]].startswith("ctcseq train --device cuda ")
+    forward = [c for c in calls if c.startswith("ctcseq forward")]
+    assert len(forward) == 2 and all(c.startswith("ctcseq forward --device cuda ") for c in forward)

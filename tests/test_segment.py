@@ -70,6 +70,26 @@ def test_pieces_at_pauses_padded_by_margin():
     assert len(r.pieces) == 1 and r.pieces[0].start == 0 and r.pieces[0].end == 1.1
 
 
+def test_margins_before_and_after_the_speech():
+    x, spans = bursts([("s", 0.8), ("n", 1.0), ("s", 1.2), ("n", 0.7), ("s", 0.9)])
+    audio = AudioSource(x, SR)
+    r = scan(audio, margin=(0.1, 0.35))
+    assert len(r.pieces) == 2
+    for p, (s, e) in zip(r.pieces, spans):
+        assert p.start == pytest.approx(s - 0.1, abs=FRAME_TOL)
+        assert p.end == pytest.approx(e + 0.35, abs=FRAME_TOL)
+    # one number pads both sides; the default pads only after the speech
+    assert scan(audio, margin=0.25).pieces == scan(audio, margin=(0.25, 0.25)).pieces
+    assert scan(audio).pieces == scan(audio, margin=(0.0, 0.3)).pieces
+    # a trailing margin longer than the pause: the spans overlap, keep ranges meet
+    r = scan(audio, margin=(0.0, 1.5))
+    assert r.pieces[0].end > r.pieces[1].start
+    check_keep_ranges(r.pieces, audio.duration)
+    for bad in (-0.1, (0.1,), (0.1, -0.2), (0.1, 0.2, 0.3), "0.2", (float("nan"), 0.1), True):
+        with pytest.raises(UserError, match="margin"):
+            scan(audio, margin=bad)
+
+
 def test_min_pause_decides_which_pauses_cut():
     x, _ = bursts([("s", 0.3), ("n", 0.5), ("s", 0.25), ("n", 0.5), ("s", 0.3)])
     assert len(scan(AudioSource(x, SR), min_pause=0.3).pieces) == 1

@@ -232,7 +232,8 @@ def _launch(kernel, N, H, sim, stream, args):
     cooperatively)."""
     nt = threads_for(sim)
     if sim:
-        kernel[1, nt, stream](*args)
+        # one block (see blocks_for): enough threads for every (sequence, unit) pair
+        kernel[1, max(nt, -(-N * H // _PER_THREAD)), stream](*args)
         return
     spec = kernel.specialize(*args)
     compiled = next(iter(spec.overloads.values()))

@@ -30,6 +30,9 @@
 #                       background here; e.g. "srun -N1 -n1 --exclusive" in a
 #                       Slurm allocation), then merged; 1 (the default): one
 #                       command with $jobs processes
+#   device              where the network runs (ctcseq train/forward/decode/align
+#                       --device): cpu (the default), cuda, auto.  Not recorded:
+#                       a run may resume on the other device
 #   mpi                 train on this many MPI processes: $CTCSEQ_MPIEXEC -n mpi
 #                       ctcseq train ... (default mpiexec; srun under Slurm);
 #                       1 (the default): plain ctcseq train.  Not recorded: a
@@ -80,6 +83,7 @@ align_desc="the reference times"
 unrecorded=redo
 nj=1
 mpi=1
+device=cpu
 
 log() { echo "== $(date +%H:%M:%S) $*"; }
 
@@ -247,7 +251,8 @@ asr_train() {
   [ "$text" = text.phn ] || text_opt="--text $text"
   local launch=()
   [ "$mpi" -gt 1 ] && launch=(${CTCSEQ_MPIEXEC:-mpiexec} -n "$mpi")
-  ${launch[@]+"${launch[@]}"} ctcseq train --train-data "$data/$train_set" --train-feats "$exp/feats/$train_set" \
+  ${launch[@]+"${launch[@]}"} ctcseq train ${device_opt[@]+"${device_opt[@]}"} \
+    --train-data "$data/$train_set" --train-feats "$exp/feats/$train_set" \
     --dev-data "$data/$dev_set" --dev-feats "$exp/feats/$dev_set" \
     $text_opt --symbols "$data/$symbols" \
     --out "$model" "${train_opts[@]}" --lm-order "$lm_order" --seed "$seed" $resume
@@ -268,8 +273,10 @@ asr_decode() {
     mkdir -p "$exp/decode_dev" "$exp/decode_test"
     # the network runs once per set; every decoding (and stage 6) reads its outputs
     log "stage 4: network outputs of the dev and test sets"
-    ctcseq forward "$model" --feats "$exp/feats/$dev_set" --out "$exp/decode_dev/log_probs.npz"
-    ctcseq forward "$model" --feats "$exp/feats/$test_set" --out "$exp/decode_test/log_probs.npz"
+    ctcseq forward ${device_opt[@]+"${device_opt[@]}"} "$model" --feats "$exp/feats/$dev_set" \
+      --out "$exp/decode_dev/log_probs.npz"
+    ctcseq forward ${device_opt[@]+"${device_opt[@]}"} "$model" --feats "$exp/feats/$test_set" \
+      --out "$exp/decode_test/log_probs.npz"
     log "stage 4: greedy decoding of the test set"
     ctcseq decode "$model" --log-probs "$exp/decode_test/log_probs.npz" \
       --out "$exp/decode_test/hyp_greedy.txt"
@@ -315,7 +322,8 @@ asr_decode() {
   log "stage 4: beam search ($beam) + word n-gram $arpa on test (alpha 0.5, beta 1)"
   local source=(--log-probs "$exp/decode_test/log_probs.npz")
   [ -f "$exp/decode_test/log_probs.npz" ] || source=(--feats "$exp/feats/$test_set")
-  ctcseq decode "$model" "${source[@]}" --beam "$beam" --lm "$words/words.arpa" \
+  ctcseq decode ${device_opt[@]+"${device_opt[@]}"} "$model" "${source[@]}" --beam "$beam" \
+    --lm "$words/words.arpa" \
     --alpha 0.5 --beta 1 --out "$words/hyp_beam_words.txt"
   stage_record "$words" "$args"    # last: the decoding is complete
 }
@@ -362,7 +370,8 @@ asr_align() {
   if [ "$(stage_state "$dir" "$(asr_decode_args)")" = same ] && [ -f "$dir/log_probs.npz" ]; then
     source=(--log-probs "$dir/log_probs.npz")
   fi
-  ctcseq align "$model" "${source[@]}" --text "$data/$test_set/$text" --out "$dir/align.ctm"
+  ctcseq align ${device_opt[@]+"${device_opt[@]}"} "$model" "${source[@]}" \
+    --text "$data/$test_set/$text" --out "$dir/align.ctm"
   python "$align_check" "$dir/align.ctm" "$data/$test_set/phones.ctm" | tee "$dir/align_check.txt"
 }
 
@@ -389,6 +398,12 @@ asr_prepared() {
 # asr_stages: stages 2 to 6 of $stage..$stop_stage
 asr_stages() {
   asr_tokens
+  device_opt=()
+  case "$device" in
+    cpu) ;;
+    cuda|auto) device_opt=(--device "$device") ;;
+    *) stage_refuse "--device must be cpu, cuda or auto, got '$device'" ;;
+  esac
   if in_range 2; then asr_features; fi
   if in_range 3; then asr_train; fi
   if in_range 4; then asr_decode; fi

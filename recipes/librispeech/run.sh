@@ -20,6 +20,7 @@
 #        [--nj N] [--mpi K]   features in N shards at once; training on K MPI
 #                             processes (mpiexec; see recipes/README.md and
 #                             recipes/slurm.sbatch for a cluster)
+#        [--device cpu|cuda|auto]  where the network trains and runs (cpu)
 #
 # Cost: train-clean-100 is 100 h (36 M frames); an epoch of the 3 x 250 model
 # takes hours on a few CPU cores (the synthetic recipe's 2.4 h take 2.5 min an
@@ -67,6 +68,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --nj) nj=$2; shift 2 ;;
     --mpi) mpi=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;

@@ -23,6 +23,7 @@
 #        [--nj N] [--mpi K]   features in N shards at once; training on K MPI
 #                             processes (mpiexec; see recipes/README.md and
 #                             recipes/slurm.sbatch for a cluster)
+#        [--device cpu|cuda|auto]  where the network trains and runs (cpu)
 #
 # Sizes: the settings above are conf/default.sh; --small (0.3 h, 2 x 128,
 # 1-2 minutes; up to 4 on a slow machine's first run, which compiles the
@@ -57,6 +58,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --nj) nj=$2; shift 2 ;;
     --mpi) mpi=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;

@@ -21,6 +21,7 @@
 #        [--nj N] [--mpi K]   features in N shards at once; training on K MPI
 #                             processes (mpiexec; see recipes/README.md and
 #                             recipes/slurm.sbatch for a cluster)
+#        [--device cpu|cuda|auto]  where the network trains and runs (cpu)
 #
 # --subset N keeps N utterances of each split (spread over the speakers):
 # data/timit-subN, exp/<name>-subN.  --tiny is a 1 x 16 model on --subset 20
@@ -64,6 +65,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --nj) nj=$2; shift 2 ;;
     --mpi) mpi=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
