@@ -229,6 +229,15 @@ class Placement:
             return 0
         return self.cuda.external_stream(self.xp.cuda.get_current_stream().ptr)
 
+    def kernel(self, a):
+        """a as the Numba kernels take it without a host wait: a CuPy array
+        is viewed with ``sync=False`` (Numba would otherwise synchronise
+        its stream at every launch), which is safe because the launches run
+        on that same stream (:attr:`stream`)."""
+        if self.sim or self.xp is np:
+            return a
+        return self.cuda.as_cuda_array(a, sync=False)
+
     def for_ctc(self, a):
         """a as ctcseq.ctc takes it on this device: under the simulator a
         Numba device array, so that the CTC kernels run (simulated) as they

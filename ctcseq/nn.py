@@ -359,9 +359,10 @@ class BiLSTM:
         p = self.params
         gx = place.xp.matmul(inp.reshape(T * N, in_k), p[f"weight_ih_l{k}{sfx}"].T)
         gx += p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]
-        _lstm_cuda().lstm_forward_dir(gx.reshape(T, N, 4 * H), 0, p[f"weight_hh_l{k}{sfx}"],
-                                      self._peep(k, sfx), lengths, d == 1, y, d * H, c_all,
-                                      gates, stream=place.stream, sim=place.sim)
+        v = place.kernel
+        _lstm_cuda().lstm_forward_dir(v(gx.reshape(T, N, 4 * H)), 0, v(p[f"weight_hh_l{k}{sfx}"]),
+                                      v(self._peep(k, sfx)), lengths, d == 1, v(y), d * H,
+                                      v(c_all), v(gates), stream=place.stream, sim=place.sim)
 
     def _backward_direction_cuda(self, k, d, dy, inp, y, c_all, gates, lengths, want_dx):
         T, N, _ = inp.shape
@@ -369,8 +370,10 @@ class BiLSTM:
         da = place.xp.empty((T, N, 4 * H), self.dtype)  # zeroed past each length by the kernel
         dpeep = place.xp.zeros((3, H), np.float64)
         # the kernel reads W_hh column-wise: no transposed copy
-        _lstm_cuda().lstm_backward_dir(dy, d * H, gates, c_all, self.params[f"weight_hh_l{k}{sfx}"],
-                                       self._peep(k, sfx), lengths, d == 1, da, 0, dpeep,
+        v = place.kernel
+        _lstm_cuda().lstm_backward_dir(v(dy), d * H, v(gates), v(c_all),
+                                       v(self.params[f"weight_hh_l{k}{sfx}"]), v(self._peep(k, sfx)),
+                                       lengths, d == 1, v(da), 0, v(dpeep),
                                        stream=place.stream, sim=place.sim)
         return self._weight_grads(k, d, da, dpeep, inp, y, want_dx)
 

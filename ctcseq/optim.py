@@ -108,10 +108,11 @@ class Adam:
         if self.place.is_cuda:
             from .kernels.optim_cuda import adam_update as adam_update_cuda
             for k, p in self.params.items():
+                v = self.place.kernel
                 g = self.place.xp.ascontiguousarray(grads[k]).reshape(-1)
-                adam_update_cuda(p.reshape(-1), g, self.m[k].reshape(-1), self.v[k].reshape(-1),
-                                 self.lr, self.beta1, self.beta2, c1, c2, self.eps,
-                                 stream=self.place.stream, sim=self.place.sim)
+                adam_update_cuda(v(p.reshape(-1)), v(g), v(self.m[k].reshape(-1)),
+                                 v(self.v[k].reshape(-1)), self.lr, self.beta1, self.beta2, c1, c2,
+                                 self.eps, stream=self.place.stream, sim=self.place.sim)
             return
         for k, p in self.params.items():
             g = grads[k]
