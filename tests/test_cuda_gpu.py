@@ -1,4 +1,6 @@
-"""The CUDA kernels on a real GPU, at real sizes, against the CPU kernels.
+"""The CUDA kernels on a real GPU, at real sizes, against the CPU kernels; and
+the model on device "cuda" (BiLSTM, training steps, bit-identical gradients,
+a checkpoint resumed on the CPU) against the same on the CPU.
 
 Skipped unless ``CTCSEQ_TEST_GPU=1`` (tests/conftest.py otherwise turns on
 the CUDA simulator) and a CUDA device works:
@@ -146,3 +148,164 @@ def test_lstm_time_loop_matches_cpu_with_many_blocks(dtype, rtol):
                 np.testing.assert_allclose(got[:L, n] if got.ndim == 3 else got,
                                            want[:L, n] if want.ndim == 3 else want,
                                            rtol=rtol, atol=rtol)
+
+
+# -- the model on device "cuda" at real sizes, against the CPU ---------------------------
+# (the same checks at tiny sizes under the simulator: tests/test_model_cuda_sim.py)
+
+def gpu_model_ready():
+    """CuPy for the model's products; full float32 products for the float32
+    comparisons (CUPY_TF32=1 would round their inputs to 10 bits)."""
+    cp = pytest.importorskip("cupy")
+    if os.environ.get("CUPY_TF32", "0") != "0":
+        pytest.skip("CUPY_TF32 is set: CuPy's float32 products would run in TF32")
+    return cp
+
+
+def assert_rel_close(got, want, rtol, what):
+    """max|got - want| <= rtol * max|want| over the whole array."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, what
+    scale = np.abs(want).max()
+    assert scale > 0, f"{what}: the reference is all zeros"
+    err = np.abs(got - want).max() / scale
+    assert err <= rtol, f"{what}: max relative error {err:.2e} > {rtol:.0e}"
+
+
+def host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 1e-4), (np.float64, 1e-12)])
+def test_bilstm_of_shape_b_on_cuda_matches_the_cpu(dtype, rtol):
+    """3 layers, 123 -> 256 units, N = 32, T = 300, variable lengths, dropout
+    between the layers (masks drawn on the host: the same on both)."""
+    gpu_model_ready()
+    T, N, I, H = 300, 32, 123, 256
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((T, N, I)).astype(dtype)
+    dy = rng.standard_normal((T, N, 2 * H)).astype(dtype)
+    lengths = rng.integers(T // 3, T + 1, size=N)
+    lengths[0] = T
+    out = {}
+    for dev in ("cpu", "cuda"):
+        m = ctcseq.BiLSTM(I, H, 3, seed=3, dtype=dtype).to(dev)
+        y = m.forward(x, lengths, dropout=0.2, rng=np.random.default_rng(1))
+        dx = m.backward(dy)
+        out[dev] = (host(y), host(dx), {k: host(g) for k, g in m.grads.items()})
+    (y0, dx0, g0), (y1, dx1, g1) = out["cpu"], out["cuda"]
+    assert_rel_close(y1, y0, rtol, "y")
+    assert_rel_close(dx1, dx0, rtol, "dx")
+    for k in g0:
+        assert_rel_close(g1[k], g0[k], rtol, k)
+    past = np.arange(T)[:, None] >= lengths[None, :]
+    assert not y1[past].any() and not dx1[past].any()   # exact zeros past each length
+
+
+def recipe_batch(seed):
+    """A padded batch of the recipe's shape: 16 utterances of 200-250 frames
+    of 123 features, 20-40 labels out of 40 (+ blank)."""
+    rng = np.random.default_rng(seed)
+    N, T = 16, 250
+    lengths = rng.integers(200, T + 1, size=N)
+    lengths[0] = T
+    x = rng.standard_normal((T, N, 123)).astype(np.float32)
+    x[np.arange(T)[:, None] >= lengths[None, :]] = 0
+    return x, lengths, rng.integers(1, 41, size=(N, 40)), rng.integers(20, 41, size=N)
+
+
+def test_the_recipe_model_trains_alike_on_cuda_and_the_cpu():
+    """CTCModel(123, 250, 3, 41, stride=2), float32: three steps of
+    loss_and_grads (with dropout) + clip + Adam give the same losses."""
+    gpu_model_ready()
+    batches = [recipe_batch(s) for s in range(3)]
+    losses = {}
+    for dev in ("cpu", "cuda"):
+        m = ctcseq.CTCModel(123, 250, 3, 41, stride=2, seed=0, device=dev)
+        opt = ctcseq.Adam(m.params, lr=1e-3, device=m.place)
+        losses[dev] = []
+        for i, b in enumerate(batches):
+            loss, grads = m.loss_and_grads(*b, zero_infinity=True, dropout=0.1,
+                                           rng=np.random.default_rng(i))
+            ctcseq.clip_grad_norm(grads, 5.0)
+            opt.step(grads)
+            losses[dev].append(loss)
+    assert np.isfinite(losses["cpu"]).all()
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-4)
+
+
+def test_model_gradients_have_the_same_bits_run_after_run():
+    """The LSTM and CTC kernels sum in a fixed order, CuPy's reductions are
+    fixed-order kernels, and cuBLAS gives the same bits run after run on one
+    GPU and one stream (cuBLAS documentation, "Results reproducibility"):
+    the whole gradient repeats exactly."""
+    cp = gpu_model_ready()
+    m = ctcseq.CTCModel(123, 250, 3, 41, stride=2, seed=0, device="cuda")
+    b = recipe_batch(5)
+    first = None
+    for _ in range(3):
+        loss, grads = m.loss_and_grads(*b, zero_infinity=True)
+        bits = {k: cp.asnumpy(g).tobytes() for k, g in grads.items()}
+        if first is None:
+            first = loss, bits
+            continue
+        assert loss == first[0]
+        for k in bits:
+            assert bits[k] == first[1][k], f"{k} differs from the first run"
+
+
+def random_examples(n, seed):
+    from ctcseq.train import Example
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        labels = rng.integers(1, 41, size=rng.integers(5, 21))
+        frames = int(rng.integers(80, 151))
+        out.append(Example(f"u{i}", rng.standard_normal((frames, 123)).astype(np.float32),
+                           labels))
+    return out
+
+
+def test_a_checkpoint_written_on_the_gpu_resumes_on_the_cpu(tmp_path):
+    """Epoch 1 on the GPU, epoch 2 resumed from its checkpoint on the CPU:
+    the history and the weights of two epochs on the CPU (float64, with
+    weight noise, dropout, SpecAugment and a weight average)."""
+    gpu_model_ready()
+    from ctcseq.train import TrainConfig, Trainer
+    train, dev = random_examples(16, 0), random_examples(4, 1)
+
+    def trainer(out, device, epochs):
+        model = ctcseq.CTCModel(123, 64, 2, 41, stride=2, dtype=np.float64, seed=5,
+                                device=device)
+        cfg = TrainConfig(lr=3e-3, batch_frames=600, max_epochs=epochs, patience=0,
+                          checkpoint_every=0, weight_noise=0.01, dropout=0.1, time_masks=1,
+                          time_width=5, ema=0.9, seed=6)
+        return Trainer(model, train, dev, str(out), cfg, progress=False)
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    whole = trainer(tmp_path / "cpu", "cpu", 2)
+    want = whole.run(log=quiet)
+    first = trainer(tmp_path / "split", "cuda", 1)
+    assert first.model.place.name == "cuda"
+    got = first.run(log=quiet)
+    second = trainer(tmp_path / "split", "cpu", 2)
+    assert second.resume()
+    got = second.run(log=quiet)
+    assert len(got) == len(want) == 2
+    for a, b in zip(got, want):
+        for key in ("train_loss", "dev_loss"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-8, err_msg=key)
+        assert a["dev_err"] == b["dev_err"]
+    done, ref = second.model.host_params(), whole.model.host_params()
+    for k in ref:
+        np.testing.assert_allclose(done[k], ref[k], rtol=1e-6, atol=1e-9, err_msg=k)
+    assert ctcseq.CTCModel.load(tmp_path / "split" / "best.npz").place.name == "cpu"
+
+
+def test_a_batch_too_large_for_one_launch_is_refused_in_words():
+    """More sequences than one block of the persistent kernel can hold."""
+    gpu_model_ready()
+    m = ctcseq.BiLSTM(2, 8).to("cuda")
+    N = 1100
+    with pytest.raises(ValueError, match="too large for one persistent launch"):
+        m.forward(np.zeros((2, N, 2), np.float32), np.full(N, 2))
