@@ -9,7 +9,10 @@ environment first (MPICH/Hydra and Slurm's PMI set ``PMI_SIZE``, Open MPI
 ``ctcseq train`` (or ``mpiexec -n 1``) runs exactly as without MPI and never
 imports it.  ``CTCSEQ_MPI=1`` forces MPI for launchers this does not know.
 
-The communicator is ``MPI.COMM_WORLD``.  Data-parallel training
+The communicator is ``MPI.COMM_WORLD``.  A model on a GPU sends its
+gradients through the host, or as device memory when the MPI library is
+CUDA-aware and ``CTCSEQ_MPI_CUDA_AWARE=1`` says so (Open MPI with UCX and
+CUDA, MVAPICH2-GDR, MPICH built with CUDA; the ``mpich`` wheel is not).  Data-parallel training
 (:class:`ctcseq.train.Trainer`) splits every batch between the ranks and sums
 their gradients with one ``Allreduce`` per step; see there.
 """
@@ -42,6 +45,7 @@ class Single:
 
     rank, size, local_rank, local_size = 0, 1, 0, 1
     is_root = True
+    cuda_aware = False
 
     def allreduce_sum(self, buf):
         return buf
@@ -76,6 +80,10 @@ class MpiComm:
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         self.is_root = self.rank == 0
+        # whether the MPI library reads GPU memory itself (mpi4py passes CuPy
+        # arrays through __cuda_array_interface__); it cannot be asked
+        # portably, so the user says so
+        self.cuda_aware = os.environ.get("CTCSEQ_MPI_CUDA_AWARE") == "1"
 
     def allreduce_sum(self, buf):
         """Sum a contiguous NumPy buffer over all ranks, in place."""

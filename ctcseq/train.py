@@ -563,9 +563,14 @@ class Trainer:
         n = len(lens)
         lo, hi = shard_bounds(n, self.comm.size, self.comm.rank)
         names = sorted(model.grads)
+        place = model.place
+        # gradients on a GPU go to MPI as device memory when it is CUDA-aware
+        # (CTCSEQ_MPI_CUDA_AWARE=1), else through the host
+        on_device = place.is_cuda and self.comm.cuda_aware
+        xp = place.xp if on_device else np
         if getattr(self, "_buf", None) is None:
             # all gradients and the loss: one Allreduce per step
-            self._buf = np.empty(sum(model.grads[k].size for k in names) + 1, model.dtype)
+            self._buf = xp.empty(sum(model.grads[k].size for k in names) + 1, model.dtype)
         buf = self._buf
         if hi > lo:
             T = int(lens[lo:hi].max())
@@ -575,8 +580,7 @@ class Trainer:
                 rng=_ShardRng(rng, int(model.output_lengths(x.shape[0])), n, lo))
             off = 0
             for k in names:
-                # gradients on a GPU pass through the host (no CUDA-aware MPI yet)
-                g = model.place.to_host(grads[k]).ravel()
+                g = (grads[k] if on_device else place.to_host(grads[k])).ravel()
                 buf[off:off + g.size] = g
                 off += g.size
             # a mean over the share, weighted by the share: the sum over ranks
@@ -584,12 +588,15 @@ class Trainer:
             buf[:-1] *= model.dtype.type((hi - lo) / n)
             buf[-1] = loss * (hi - lo)
         else:
-            buf[:] = 0
+            buf[...] = 0
+        if on_device and not place.sim:
+            xp.cuda.get_current_stream().synchronize()   # MPI reads outside the stream
         self.comm.allreduce_sum(buf)
         off = 0
         for k in names:
             g = model.grads[k]
-            g[...] = model.place.asarray(buf[off:off + g.size].reshape(g.shape))
+            part = buf[off:off + g.size].reshape(g.shape)
+            g[...] = part if on_device else place.asarray(part)
             off += g.size
         return float(buf[-1]) / n, model.grads
 

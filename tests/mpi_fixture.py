@@ -6,6 +6,9 @@ Rank 0 writes RECORD (.npz): the loss of every update made, the final
 weights, and the ranks' count.  With KILL_AT, every rank SIGKILLs itself
 just before its KILL_AT-th update (counted over this process's life), after
 the checkpoint of the batch before it may have been written.
+
+With MPI_FIXTURE_DEVICE=cuda (and NUMBA_ENABLE_CUDASIM=1) a smaller task
+trains on the simulated GPU instead (the simulator is slow).
 """
 import os
 import signal
@@ -20,7 +23,11 @@ if __name__ == "__main__":
     out_dir, record = sys.argv[1], sys.argv[2]
     kill_at = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     comm = world()
-    trainer = train_fixture.build(out_dir, max_epochs=3, checkpoint_every=2)
+    device = os.environ.get("MPI_FIXTURE_DEVICE", "cpu")
+    if device == "cpu":
+        trainer = train_fixture.build(out_dir, max_epochs=3, checkpoint_every=2)
+    else:   # "small-cpu" or "cuda"
+        trainer = train_fixture.build_small(out_dir, "cuda" if device == "cuda" else "cpu")
     trainer.comm = comm if comm.size > 1 else None
     trainer.is_root = comm.is_root
     resumed = trainer.resume()

@@ -40,13 +40,14 @@ def _env():
     return env
 
 
-def _fixture(out, record, k=None, kill_at=0, check=True):
+def _fixture(out, record, k=None, kill_at=0, check=True, env=None):
     cmd = [sys.executable, os.path.join(HERE, "mpi_fixture.py"), str(out), str(record)]
     if kill_at:
         cmd.append(str(kill_at))
     if k is not None:
         cmd = [MPIEXEC, "-n", str(k)] + cmd
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env={**_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=240)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -127,6 +128,24 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     _fixture(tmp_path / "cut3", rec3, 3)
     c = np.load(rec3)
     np.testing.assert_allclose(c["losses"], a["losses"][-len(c["losses"]):], rtol=1e-5)
+
+
+@needs_mpi
+def test_k_processes_on_simulated_gpus_with_device_buffers(tmp_path):
+    """2 processes, the model on "cuda" (the CUDA simulator), gradients
+    reduced as device buffers (CTCSEQ_MPI_CUDA_AWARE=1): the losses and
+    weights of one process on the CPU."""
+    pytest.importorskip("numba.cuda")
+    small = {"MPI_FIXTURE_DEVICE": "small-cpu"}
+    _fixture(tmp_path / "cpu", tmp_path / "cpu.npz", env={**small, "NUMBA_ENABLE_CUDASIM": "0"})
+    _fixture(tmp_path / "gpu", tmp_path / "gpu.npz", 2,
+             env={"MPI_FIXTURE_DEVICE": "cuda", "NUMBA_ENABLE_CUDASIM": "1",
+                  "CTCSEQ_MPI_CUDA_AWARE": "1"})
+    a, b = np.load(tmp_path / "cpu.npz"), np.load(tmp_path / "gpu.npz")
+    assert int(b["size"]) == 2 and len(a["losses"]) == len(b["losses"]) > 2
+    np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-10)
+    for name, p in _params(a).items():
+        np.testing.assert_allclose(b[name], p, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 # -- the command line --------------------------------------------------------

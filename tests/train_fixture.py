@@ -42,6 +42,17 @@ def build(out_dir, max_epochs=5, checkpoint_every=2):
     return Trainer(model, examples(60, 0), examples(15, 1), out_dir, cfg, progress=False)
 
 
+def build_small(out_dir, device="cpu"):
+    """A smaller task (and model) for the CUDA simulator, float64."""
+    model = CTCModel(DIM, 4, 1, NUM_LABELS + 1, seed=1, dtype=np.float64, device=device)
+    cfg = TrainConfig(optimizer="adam", lr=0.03, batch_frames=120, max_epochs=1, patience=0,
+                      checkpoint_every=0, weight_noise=0.01, seed=3, dropout=0.1,
+                      time_masks=1, time_width=2, ema=0.8)
+    train = [Example(e.utt, e.feats.astype(np.float64), e.labels) for e in examples(12, 0)]
+    dev = [Example(e.utt, e.feats.astype(np.float64), e.labels) for e in examples(3, 1)]
+    return Trainer(model, train, dev, out_dir, cfg, progress=False)
+
+
 if __name__ == "__main__":
     # python train_fixture.py OUT_DIR KILL_AT: SIGKILL ourselves at the KILL_AT-th batch
     out_dir, kill_at = sys.argv[1], int(sys.argv[2])
