@@ -213,7 +213,7 @@ class CTCModel:
         # frames past a sequence's end may hold padding garbage: zero them so
         # the last (partial) step of every sequence sees the same zeros
         t = np.arange(Tk * k)[:, None]
-        xs[self.place.asarray(t >= lengths[None, :]) if xp is not np else t >= lengths[None, :]] = 0
+        xs[self.place.asarray(t >= lengths[None, :])] = 0
         xs = xs.reshape(Tk, k, N, D).transpose(0, 2, 1, 3).reshape(Tk, N, k * D)
         return xp.ascontiguousarray(xs), self.output_lengths(lengths)
 

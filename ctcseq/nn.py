@@ -95,7 +95,7 @@ def _single_thread_blas():
     return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
 
 
-def _both_directions(fn, args_fwd, args_rev):
+def _both_directions(fn, args_fwd, args_rev, blas_limit=None):
     """``fn(*args_fwd), fn(*args_rev)``, on two threads when Numba may use two.
 
     Each direction's work (its matrix products and its Numba time loop,
@@ -108,6 +108,11 @@ def _both_directions(fn, args_fwd, args_rev):
     kernels call BLAS, which must not run inside an OpenMP parallel region
     (OpenBLAS warns and may hang).
 
+    ``blas_limit``: the context limiting BLAS (default
+    :func:`_single_thread_blas`; the inference path, which may run on
+    several threads at once, passes :func:`_shared_single_thread_blas`;
+    their reverse directions then queue on the one worker thread).
+
     Returns the two results.
     """
     global _POOL
@@ -117,8 +122,9 @@ def _both_directions(fn, args_fwd, args_rev):
         # a pool inherited through fork() has no worker thread: make a new one
         if _POOL is None or _POOL[0] != os.getpid():
             _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="ctcseq-lstm"))
-    with _single_thread_blas():
-        future = _POOL[1].submit(fn, *args_rev)
+        pool = _POOL[1]
+    with (blas_limit or _single_thread_blas)():
+        future = pool.submit(fn, *args_rev)
         try:
             first = fn(*args_fwd)
         finally:
@@ -151,26 +157,6 @@ def _shared_single_thread_blas():
             if _SHARED_LIMIT["users"] == 0:
                 ctx, _SHARED_LIMIT["ctx"] = _SHARED_LIMIT["ctx"], None
                 ctx.__exit__(None, None, None)
-
-
-def _infer_both_directions(fn, args_fwd, args_rev):
-    """:func:`_both_directions` for the inference path, safe to call from
-    several threads at once (their reverse directions queue on the one
-    worker thread; the BLAS limit is shared, see above)."""
-    global _POOL
-    if numba.get_num_threads() < 2:
-        return fn(*args_fwd), fn(*args_rev)
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="ctcseq-lstm"))
-        pool = _POOL[1]
-    with _shared_single_thread_blas():
-        future = pool.submit(fn, *args_rev)
-        try:
-            first = fn(*args_fwd)
-        finally:
-            second = future.result()
-        return first, second
 
 
 def _buffer(work, key, shape, dtype):
@@ -317,9 +303,8 @@ class BiLSTM:
 
     def _backward_direction(self, k, d, dy, inp, y, c_all, gates, lengths, want_dx):
         """BPTT of direction d of layer k: fills its gradients, returns its part of dx."""
-        T, N, in_k = inp.shape
-        H, sfx = self.hidden_size, _DIRS[d]
-        p, g = self.params, self.grads
+        T, N, _ = inp.shape
+        H, sfx, p = self.hidden_size, _DIRS[d], self.params
         peep = self._peep(k, sfx)
         da = np.empty((T, N, 4 * H), self.dtype)  # zeroed past each length by the kernel
         dpeep = np.zeros((3, H), np.float64)
@@ -539,7 +524,7 @@ class BiLSTM:
         H, dt = self.hidden_size, self.dtype
         inp, spare = x, None
         work = ({}, {})  # per direction, reused by every layer
-        # one BLAS limit for all layers (as _infer_both_directions sets it)
+        # one BLAS limit for all layers (as _both_directions sets it)
         with (_shared_single_thread_blas() if numba.get_num_threads() >= 2
               else contextlib.nullcontext()):
             for k in range(self.num_layers):
@@ -548,8 +533,9 @@ class BiLSTM:
                 y = np.empty((T, N, 2 * H), dt) if spare is None else spare
                 zero_past_lengths(y, lengths)
                 if lengths.max() > 0:
-                    _infer_both_directions(self._infer_direction,
-                                           *[(k, d, inp, lengths, y, work[d]) for d in range(2)])
+                    _both_directions(self._infer_direction,
+                                     *[(k, d, inp, lengths, y, work[d]) for d in range(2)],
+                                     blas_limit=_shared_single_thread_blas)
                 spare = inp if k > 0 else None  # never x, which is the caller's
                 inp = y
         return inp

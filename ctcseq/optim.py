@@ -139,7 +139,8 @@ def global_norm(grads):
 def _squares(g):
     if isinstance(g, np.ndarray):
         return np.sum(np.square(g, dtype=np.float64))
-    return float((g.astype(np.float64) ** 2).sum())   # a device array
+    # a device array: summed there, so the norm costs one transfer, not one per array
+    return (g.astype(np.float64) ** 2).sum()
 
 
 def clip_grad_norm(grads, max_norm):

@@ -344,6 +344,7 @@ class Trainer:
                       "epoch_labels": 0, "epoch_seconds": 0.0, "done": False, "ema_updates": 0,
                       "epoch_skipped": 0}
         self.ckpt_path = os.path.join(out_dir, "checkpoint.npz")
+        self._buf = None   # the gradients' Allreduce buffer, made on the first step
 
     # -- checkpoints -----------------------------------------------------------
     def save_checkpoint(self):
@@ -568,7 +569,7 @@ class Trainer:
         # (CTCSEQ_MPI_CUDA_AWARE=1), else through the host
         on_device = place.is_cuda and self.comm.cuda_aware
         xp = place.xp if on_device else np
-        if getattr(self, "_buf", None) is None:
+        if self._buf is None:
             # all gradients and the loss: one Allreduce per step
             self._buf = xp.empty(sum(model.grads[k].size for k in names) + 1, model.dtype)
         buf = self._buf
