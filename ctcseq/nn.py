@@ -23,13 +23,10 @@ from .kernels.lstm_cpu import (INFER_CHUNK, gather_frames, lstm_backward_dir,
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _DIRS = ("", "_reverse")
 # Frames x sequences per input-projection product of the inference pass: big
-# enough for BLAS to run at full speed, small enough (2 MiB of float32
-# projections at H = 256) to stay in cache for the time loop that reads them.
-_INFER_ROWS = 512
-# Below this many sequences the recurrent product runs in four products (one
-# per gate) rather than in chunks of INFER_CHUNK columns (see
-# ctcseq.kernels.lstm_cpu.lstm_infer_steps).
-_INFER_CHUNK_MIN_N = 2
+# enough for BLAS to run near full speed (it repacks W_ih on every call; 512
+# rows made the whole forward ~3% slower, 2048 no faster), small enough (4 MiB
+# of float32 projections at H = 256) to stay in cache for the time loop.
+_INFER_ROWS = 1024
 
 
 def _positive_int(value, name):
@@ -78,21 +75,40 @@ def _lstm_cuda():
 
 
 _POOL = None
-_BLAS = None
 _POOL_LOCK = threading.Lock()
+_BLAS = None
+
+
+@contextlib.contextmanager
+def _blas_threads_1(libs):
+    old = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, old):
+            lib.set_num_threads(n)
 
 
 def _single_thread_blas():
-    """Context limiting BLAS to one thread (a no-op without threadpoolctl)."""
+    """Context limiting BLAS to one thread (a no-op without threadpoolctl).
+
+    The BLAS libraries are looked up once: those of NumPy and of the SciPy
+    that Numba's ``np.dot`` calls, the only ones ctcseq's kernels use.
+    threadpoolctl's own ``limit()`` scans every loaded library each time,
+    which took 0.9 ms per use (1% of a whole BiLSTM forward); setting the
+    thread counts directly takes microseconds.
+    """
     global _BLAS
     if _BLAS is None:
         try:
             import scipy.linalg.cython_blas  # noqa: F401  (the BLAS np.dot uses in @njit)
             from threadpoolctl import ThreadpoolController
-            _BLAS = ThreadpoolController()
+            _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
         except ImportError:
-            _BLAS = False
-    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
+            _BLAS = []
+    return _blas_threads_1(_BLAS) if _BLAS else contextlib.nullcontext()
 
 
 def _both_directions(fn, args_fwd, args_rev, blas_limit=None):
@@ -443,7 +459,7 @@ class BiLSTM:
         p = self.params
         w_ih = p[f"weight_ih_l{k}{sfx}"]
         bias = p[f"bias_ih_l{k}{sfx}"] + p[f"bias_hh_l{k}{sfx}"]
-        cw = INFER_CHUNK if N >= _INFER_CHUNK_MIN_N else H
+        cw = INFER_CHUNK
         wpk = _buffer(work, "wpk", (4 * H * (H + 1),), dt)
         pack_recurrent(p[f"weight_hh_l{k}{sfx}"], bias, cw, wpk)
         peep = self._peep(k, sfx)
@@ -452,7 +468,6 @@ class BiLSTM:
         h = np.zeros((N, H + 1), dt)
         h[:, H] = 1  # [h, 1]: the recurrent product adds the biases
         c = np.zeros((N, H), dt)
-        ghp = np.empty(4 * H * N, dt)
         gx = _buffer(work, "gx", (steps * N, 4 * H), dt)
         reverse = d == 1
         for s0 in range(0, max_len, steps):
@@ -460,7 +475,6 @@ class BiLSTM:
             m = s1 - s0
             if not reverse:
                 # frames s0..s1-1 of every sequence (finished ones are not read)
-                base = np.full(N, s0, np.int64)
                 xw = inp[s0:s1]
             else:
                 # sequence n runs frames L_n - s1 .. L_n - 1 - s0 in this block
@@ -472,8 +486,8 @@ class BiLSTM:
                     gather_frames(inp, base, xw)
             g = gx[:m * N]
             np.matmul(xw.reshape(m * N, in_k), w_ih.T, out=g)
-            lstm_infer_steps(g.reshape(m, N, 4 * H), base, wpk, cw, peep, lengths, reverse,
-                             s0, s1, y, d * H, h, c, ghp)
+            lstm_infer_steps(g.reshape(m, N, 4 * H), wpk, cw, peep, lengths, reverse,
+                             s0, s1, y, d * H, h, c)
 
     def infer(self, x, lengths):
         """Inference forward: the output of :meth:`forward`, with nothing kept.
@@ -484,7 +498,7 @@ class BiLSTM:
         after another, each reusing the output buffer of the layer before
         its input; besides ``x`` and the output, the peak memory is one
         layer's output plus, per direction, the input projections of a
-        block of at most ``max(512, N)`` frames x sequences (4H values
+        block of at most ``max(1024, N)`` frames x sequences (4H values
         each), a packed copy of ``W_hh`` and the biases, and O(N H) state;
         nothing grows with the number of layers, and only the outputs grow
         with T.

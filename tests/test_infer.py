@@ -163,7 +163,7 @@ def test_infer_writes_nothing_to_the_model():
 def test_peak_memory_does_not_grow_with_layers_or_keep_projections():
     # N = 1, long T: the training forward would cache ~12 T H values per layer;
     # infer may hold two layer outputs and per direction one block of projections
-    T, H, I, L = 6000, 8, 2, 3
+    T, H, I, L = 12000, 8, 2, 3
     lstm = BiLSTM(I, H, L, dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((T, 1, I))
     lengths = np.array([T])
@@ -196,11 +196,11 @@ def test_infer_rejects_bad_input():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("min_n", [1, 100])  # chunks of INFER_CHUNK, or one per gate
-def test_infer_with_several_column_chunks(dtype, min_n, monkeypatch):
-    monkeypatch.setattr(nn, "_INFER_CHUNK_MIN_N", min_n)
-    # H above and not a multiple of lstm_cpu.INFER_CHUNK: the recurrent
-    # product and the gate loops run in unequal column chunks
+@pytest.mark.parametrize("chunk", [lstm_cpu.INFER_CHUNK, 16])
+def test_infer_with_several_column_chunks(dtype, chunk, monkeypatch):
+    monkeypatch.setattr(nn, "INFER_CHUNK", chunk)
+    # H not a multiple of the chunk width: the recurrent product runs in
+    # column chunks of unequal widths (64 + 6, or 4 x 16 + 6)
     H = lstm_cpu.INFER_CHUNK + 6
     rng = np.random.default_rng(11)
     lstm = BiLSTM(3, H, num_layers=2, seed=2, dtype=dtype, init_range=0.3)
