@@ -9,7 +9,9 @@ greedy, then with beam search (width 32) and the phone LM (alpha 0.7, beta
 network (``CTCModel.infer_log_probs`` when the model has it, else
 ``log_probs``) is also run, right after, by onnxruntime on the model
 exported with :func:`ctcseq.export.export_onnx`: the same batches, timed
-separately, outputs compared.  Reported as real-time factors (processing
+separately, outputs compared.  Each of the two timed forwards starts after a
+50 ms rest (not counted anywhere), so neither pays for the other's
+still-spinning BLAS threads.  Reported as real-time factors (processing
 seconds / audio seconds) and ratios:
 
 * features: reading the pieces, resampling, log-mel + deltas;
@@ -57,11 +59,13 @@ class Timed:
 
     def __init__(self, rec, session=None):
         self.rec, self.session = rec, session
-        self.t = dict(features=0.0, network=0.0, onnx=0.0, decoding=0.0)
+        self.t = dict(features=0.0, network=0.0, onnx=0.0, decoding=0.0, rest=0.0)
         self.batches, self.frames, self.padded, self.max_diff = 0, 0, 0, 0.0
         forward, pieces, decode = rec._forward, rec._pieces, rec._decode_pieces
 
         def timed_forward(x, lengths):
+            if self.session is not None:
+                self._rest()
             t0 = time.perf_counter()
             lp = forward(x, lengths)
             t1 = time.perf_counter()
@@ -71,6 +75,7 @@ class Timed:
             self.padded += x.shape[0] * x.shape[1]
             if self.session is not None:
                 from ctcseq.export import onnx_log_probs
+                self._rest()
                 t1 = time.perf_counter()
                 olp, out_len = onnx_log_probs(self.session, x, lengths)
                 self.t["onnx"] += time.perf_counter() - t1
@@ -103,8 +108,16 @@ class Timed:
     def run(self, files):
         t0 = time.perf_counter()
         res = self.rec.transcribe(files)
-        self.t["total"] = time.perf_counter() - t0 - self.t["onnx"]
+        self.t["total"] = time.perf_counter() - t0 - self.t["onnx"] - self.t["rest"]
         return res
+
+    def _rest(self, seconds=0.05):
+        """Let the cores go quiet before a timed forward: the BLAS threads of
+        what ran just before may still be spinning (OpenBLAS's do, for up to
+        ~0.1 s), and would slow down whichever forward comes next."""
+        t0 = time.perf_counter()
+        time.sleep(seconds)
+        self.t["rest"] += time.perf_counter() - t0
 
 
 def main():

@@ -207,3 +207,30 @@ def test_infer_with_several_column_chunks(dtype, chunk, monkeypatch):
     x = rng.standard_normal((5, 4, 3)).astype(dtype)
     lengths = np.array([5, 2, 4, 5])
     np.testing.assert_allclose(lstm.infer(x, lengths), lstm.forward(x, lengths), **_TOL[dtype])
+
+
+def test_infer_kernel_refuses_state_of_the_wrong_shape():
+    # the kernel hands raw pointers to BLAS: a wrong h would be read out of bounds
+    H, N, T = 4, 2, 3
+    gx = np.zeros((T, N, 4 * H), np.float32)
+    wpk = np.zeros(4 * H * (H + 1), np.float32)
+    peep = np.zeros((3, H), np.float32)
+    lengths = np.full(N, T, np.int64)
+    y = np.zeros((T, N, 2 * H), np.float32)
+    c = np.zeros((N, H), np.float32)
+    for h in (np.zeros((N, H), np.float32), np.zeros((N + 1, H + 1), np.float32)):
+        with pytest.raises(ValueError, match="wrong shape"):
+            lstm_cpu.lstm_infer_steps(gx, wpk, 4, peep, lengths, False, 0, T, y, 0, h, c)
+    h = np.zeros((N, H + 1), np.float32)
+    h[:, H] = 1
+    lstm_cpu.lstm_infer_steps(gx, wpk, 4, peep, lengths, False, 0, T, y, 0, h, c)
+    assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("T", [3, 50])  # 150 rows in one product; 3000 split over two threads
+def test_linear_infer_matches_forward(T):
+    from ctcseq.nn import Linear
+    lin = Linear(8, 5, seed=1)
+    x = np.random.default_rng(3).standard_normal((T, 60, 8)).astype(np.float32)
+    np.testing.assert_allclose(lin.infer(x), lin.forward(x), rtol=1e-6, atol=1e-6)
+    assert lin.infer(x).shape == (T, 60, 5)

@@ -397,8 +397,9 @@ def _gemm_acc(m, n, k, a, lda, b, ldb, c, ldc):
     """Column-major ``C (m, n) += A (m, k) @ B (k, n)`` through BLAS; Numba only.
 
     a, b, c: arrays whose first element is the matrix's first element,
-    leading dimensions lda, ldb, ldc.  Row-major ``C += B.T-ish`` products
-    are this with the operands swapped (see :func:`lstm_infer_steps`).
+    leading dimensions lda, ldb, ldc.  A row-major ``C += A @ B`` is the
+    column-major ``C.T += B.T @ A.T``: the same call with the operands
+    swapped (see :func:`lstm_infer_steps`).
     """
     raise NotImplementedError
 
@@ -440,10 +441,13 @@ def lstm_infer_steps(gx, wpk, cw, peep, lengths, reverse, s0, s1, y, col0, h, c)
     sequence's gates lie in one row of ``gx`` and its H units are updated
     in two vectorised passes.  Products this small take OpenBLAS's
     small-matrix path, which does not repack the weights on every call (one
-    product of all 4H columns does, and is 3x slower).  For 300 steps at
-    H = 256 and N = 16, one thread: 11 ms of products and 2.3 ms of gate
-    arithmetic, against 15 ms when the products went to a scratch array
-    (``np.dot`` cannot accumulate) and the gate passes ran per chunk.
+    product of all 4H columns does, and is 3x slower; against chunks of 64
+    columns, 32 and 128 are 19% and 39% slower at N = 16, and one product
+    per gate is 25-35% slower at N = 1 and 2).  For 300 steps at H = 256
+    and N = 16, one thread: 10.9 ms of products (about 230 GFLOP/s) and 1.2
+    ms of gate arithmetic, against 15.4 ms when the products went to a
+    scratch array (``np.dot`` cannot accumulate) and the gate passes ran
+    per chunk.
 
     Parameters
     ----------
@@ -456,8 +460,7 @@ def lstm_infer_steps(gx, wpk, cw, peep, lengths, reverse, s0, s1, y, col0, h, c)
     wpk : ndarray (4H * (H + 1),)
         ``W_hh`` and the biases, packed by :func:`pack_recurrent`.
     cw : int
-        The chunk width ``wpk`` was packed with: ``INFER_CHUNK`` (64), or H
-        for one sequence, where fewer, larger products are faster.
+        The chunk width ``wpk`` was packed with (``INFER_CHUNK``).
     peep : ndarray (3, H)
         Peephole weights of the i, f (both see c(t-1)) and o (sees c(t))
         gates; zeros for a plain LSTM.
@@ -481,17 +484,28 @@ def lstm_infer_steps(gx, wpk, cw, peep, lengths, reverse, s0, s1, y, col0, h, c)
     N = gx.shape[1]
     H = c.shape[1]
     G = 4 * H
+    # BLAS gets raw pointers and leading dimensions: check what they assume
+    if (gx.shape[2] != G or h.shape[0] != N or h.shape[1] != H + 1
+            or not h.flags.c_contiguous or wpk.shape[0] < G * (H + 1)
+            or not wpk.flags.c_contiguous or gx.shape[0] < s1 - s0):
+        raise ValueError("lstm_infer_steps: gx, h or wpk has the wrong shape or layout")
     pi, pf, po = peep[0], peep[1], peep[2]
     flat = gx.reshape(-1)
+    # Sequences in groups small enough for OpenBLAS's small-matrix path
+    # (m n k <= 1e6 on AVX-512): beyond it each product repacks its weights
+    # and runs ~25% slower per sequence (N = 64 or 80 at H = 250).
+    groups = -(-N // max(8, min(48, 1000000 // (cw * (H + 1)))))
+    ng = -(-N // groups)
     for s in range(s0, s1):
         r = s1 - 1 - s if reverse else s - s0
-        # Row-major gx[r][:, q:q+w] (N, w) += h (N, H+1) @ chunk (H+1, w) is,
-        # column-major, C (w, N) += chunk^T (w, H+1) @ h^T (H+1, N).
-        for g in range(4):
-            for c0 in range(0, H, cw):
-                q = g * H + c0
-                _gemm_acc(min(cw, H - c0), N, H + 1, wpk[q * (H + 1):], min(cw, H - c0),
-                          h, H + 1, flat[r * N * G + q:], G)
+        # Row-major gx[r][n0:n1, q:q+w] += h[n0:n1] (., H+1) @ chunk (H+1, w)
+        # is, column-major, C (w, .) += chunk^T (w, H+1) @ h[n0:n1]^T.
+        for n0 in range(0, N, ng):
+            for g in range(4):
+                for c0 in range(0, H, cw):
+                    q = g * H + c0
+                    _gemm_acc(min(cw, H - c0), min(ng, N - n0), H + 1, wpk[q * (H + 1):],
+                              min(cw, H - c0), h[n0:], H + 1, flat[(r * N + n0) * G + q:], G)
         for n in range(N):
             L = lengths[n]
             if s >= L:
@@ -529,15 +543,18 @@ def gather_frames(x, base, out):
     direction's input window when sequences of different lengths end at
     different frames.
     """
-    T = x.shape[0]
+    T, D = x.shape[0], x.shape[2]
     R, N = out.shape[0], out.shape[1]
     for r in range(R):
         for n in range(N):
             t = base[n] + r
+            o = out[r, n]
             if 0 <= t < T:
-                out[r, n] = x[t, n]
+                xr = x[t, n]
+                for j in range(D):  # a loop: row slice assignment is a slow generic copy
+                    o[j] = xr[j]
             else:
-                out[r, n] = 0.0
+                o[:] = 0.0
 
 
 @njit(cache=True, nogil=True)
