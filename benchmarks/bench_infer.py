@@ -10,7 +10,7 @@ network (``CTCModel.infer_log_probs`` when the model has it, else
 ``log_probs``) is also run, right after, by onnxruntime on the model
 exported with :func:`ctcseq.export.export_onnx`: the same batches, timed
 separately, outputs compared.  Each of the two timed forwards starts after a
-50 ms rest (not counted anywhere), so neither pays for the other's
+200 ms rest (not counted anywhere), so neither pays for the other's
 still-spinning BLAS threads.  Reported as real-time factors (processing
 seconds / audio seconds) and ratios:
 
@@ -48,9 +48,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-DATA = "/tmp/mainjob2/data/synth-default/test"
-MODEL = "/tmp/mainjob2/exp/synth-default/model/best.npz"
-LM = "/tmp/mainjob2/exp/synth-default/model/lm.json"
+# the default recipe's outputs, where `bash recipes/synth/run.sh` leaves them
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(_ROOT, "data/synth-default/test")
+MODEL = os.path.join(_ROOT, "exp/synth-default/model/best.npz")
+LM = os.path.join(_ROOT, "exp/synth-default/model/lm.json")
 
 
 class Timed:
@@ -111,7 +113,7 @@ class Timed:
         self.t["total"] = time.perf_counter() - t0 - self.t["onnx"] - self.t["rest"]
         return res
 
-    def _rest(self, seconds=0.05):
+    def _rest(self, seconds=0.2):
         """Let the cores go quiet before a timed forward: the BLAS threads of
         what ran just before may still be spinning (OpenBLAS's do, for up to
         ~0.1 s), and would slow down whichever forward comes next."""

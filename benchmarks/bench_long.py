@@ -39,10 +39,12 @@ import time
 
 import numpy as np
 
-DATA = "/tmp/mainjob2/data/synth-default/test"
-MODEL = "/tmp/mainjob2/exp/synth-default/model/best.npz"
-LM = "/tmp/mainjob2/exp/synth-default/model/lm.json"
-RECIPE_HYP = "/tmp/mainjob2/exp/synth-default/decode_test/hyp_greedy.txt"
+# the default recipe's outputs, where `bash recipes/synth/run.sh` leaves them
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(_ROOT, "data/synth-default/test")
+MODEL = os.path.join(_ROOT, "exp/synth-default/model/best.npz")
+LM = os.path.join(_ROOT, "exp/synth-default/model/lm.json")
+RECIPE_HYP = os.path.join(_ROOT, "exp/synth-default/decode_test/hyp_greedy.txt")
 RATE = 16000
 
 

@@ -186,7 +186,8 @@ def main():
           f"BLAS {blas}")
     print(f"ctcseq forward cache (kept for backward): {cache_mb:.0f} MiB "
           f"(~12 T N H floats per layer + the input: O(T N H layers))")
-    rows = min(512, T * N)
+    from ctcseq import nn as ctc_nn
+    rows = min(max(ctc_nn._INFER_ROWS, N), T * N)  # BiLSTM.infer's block of projections
     infer_mb = 4 * (2 * T * N * 2 * H + 2 * rows * (4 * H + 2 * H)) / 2**20
     print(f"ctcseq infer: no cache; peak working memory {infer_mb:.1f} MiB besides the input "
           f"(two layer outputs + per direction one block of {rows} projections); "
