@@ -249,8 +249,8 @@ def test_recipes_shard_features_launch_mpiexec_and_pass_the_device(tmp_path):
     from test_recipe_stages import RECIPES, stub_env
     env, log = stub_env(str(tmp_path))
     with open(tmp_path / "bin" / "mpiexec", "w") as f:
-        f.write('#!/usr/bin/env bash\n{ printf mpiexec; printf " %q" "$@"; echo; } '
-                '>> "$STUB_LOG"\nshift 2\nexec "$@"\n')
+        f.write('#!/usr/bin/env bash\nline=$(printf mpiexec; printf " %q" "$@"); '
+                'printf "%s\\n" "$line" >> "$STUB_LOG"\nshift 2\nexec "$@"\n')
     os.chmod(tmp_path / "bin" / "mpiexec", 0o755)
     work = tmp_path / "work"
     work.mkdir()

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 # hypothesis file, so that the choice of the LM weights shows in the final
 # decoding's arguments.
 CTCSEQ = r"""#!/usr/bin/env bash
-{ printf ctcseq; printf ' %q' "$@"; echo; } >> "$STUB_LOG"
+# one write per call: shards run at once and append to the same log
+line=$(printf ctcseq; printf ' %q' "$@"); printf '%s\n' "$line" >> "$STUB_LOG"
 opt() { local want=$1; shift
         while [ $# -gt 1 ]; do [ "$1" = "$want" ] && { echo "$2"; return; }; shift; done; }
 split_files() {   # DIR DURATION: a data directory of one utterance
@@ -75,7 +76,7 @@ esac
 """
 
 PYTHON = r"""#!/usr/bin/env bash
-{ printf python; printf ' %q' "$@"; echo; } >> "$STUB_LOG"
+line=$(printf python; printf ' %q' "$@"); printf '%s\n' "$line" >> "$STUB_LOG"
 echo "2 labels in 1 utterances (0 skipped)"
 """
 
