@@ -129,7 +129,8 @@ def main():
         t0 = time.perf_counter()
         word = read_arpa(arpa)
         t_read = time.perf_counter() - t0
-        print(f"word trigram: {V} words, {len(word.entries)} n-grams; trained in "
+        n_grams = sum(len(lp) for _, lp, _ in word.grams)
+        print(f"word trigram: {V} words, {n_grams} n-grams; trained in "
               f"{t_train:.1f} s, read_arpa in {t_read:.2f} s")
         wlm = WordLM(word, TOKENS, word_delimiter=" ")
         py_plain = build_ctcdecoder(LABELS)

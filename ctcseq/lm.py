@@ -21,10 +21,14 @@ kinds share the scoring code.  Probabilities are natural logarithms here;
 ARPA files hold base-10 logarithms and are converted on reading and writing.
 
 Saved models (:meth:`NGramLM.save`) are standard JSON (RFC 8259), which any
-JSON reader accepts: a log-probability of minus infinity (a history stored
-only for its back-off weight; the unknown token of a :class:`TokenLM`) is
-written as ``null``.  Files written by older versions hold ``-Infinity``
-there instead; :meth:`NGramLM.load` reads both.
+JSON reader accepts, with the n-grams in columns per order (see
+:meth:`NGramLM.to_dict`): a log-probability of minus infinity (a history
+stored only for its back-off weight; the unknown token of a :class:`TokenLM`)
+is written as ``null``.  Files written by older versions hold one
+``[symbols, logp, bow]`` row per n-gram, and ``-Infinity`` where ``null`` is
+now; :meth:`NGramLM.load` reads every form.  In memory a model is NumPy arrays
+only (:attr:`NGramLM.grams` and the hash tables), never a Python object per
+n-gram.
 """
 import json
 import math
@@ -67,23 +71,57 @@ class NGramLM:
 
     Attributes
     ----------
+    grams : tuple of (ndarray, ndarray, ndarray)
+        The n-grams by order: ``grams[n - 1]`` is (symbols, int64 (K_n, n),
+        oldest first; log-probabilities, float64 (K_n,); back-off weights,
+        float64 (K_n,)).  The model is held in these arrays, not in Python
+        objects: a phone 6-gram of 610 000 n-grams takes about 40 MB.
     tables : tuple of ndarrays
         (ctx_keys, ctx_child, ctx_bow, prob_keys, prob_vals), the hash tables
         the kernels read (see :mod:`ctcseq.kernels.decode_cpu`).
+
+    Raises
+    ------
+    ctcseq.errors.DataError (a ValueError)
+        An n-gram is empty or longer than ``order``, holds a symbol outside
+        ``[0, num_symbols)``, or a value is not a number (a log-probability
+        may be minus infinity: a history stored only for its back-off weight).
     """
 
     kind = "ngram"
 
     def __init__(self, order, entries, num_symbols, bos, eos, unk, unk_logp, vocab=None):
+        self._init(order, _grams_of_entries(entries, int(order)), num_symbols, bos, eos, unk,
+                   unk_logp, vocab)
+
+    def _init(self, order, grams, num_symbols, bos, eos, unk, unk_logp, vocab):
         self.order = int(order)
-        self.entries = dict(entries)
         self.num_symbols = int(num_symbols)
         self.bos, self.eos, self.unk = int(bos), int(eos), int(unk)
         self.unk_logp = float(unk_logp)
         self.vocab = list(vocab) if vocab is not None else None
         self.word_to_id = ({w: i for i, w in enumerate(self.vocab)}
                            if self.vocab is not None else None)
-        self.tables = _build_tables(self.entries, self.num_symbols)
+        self.grams = _checked_grams(grams, self.order, self.num_symbols)
+        self.tables = _build_tables(self.grams, self.num_symbols)
+
+    @property
+    def entries(self):
+        """The n-grams as a dict {symbols tuple: (logp, bow)}, built anew on
+        each access (about 0.5 GB of Python objects per million n-grams:
+        for inspection and small models; the model itself is :attr:`grams`)."""
+        out = {}
+        for syms, lp, bw in self.grams:
+            out.update(zip(map(tuple, syms.tolist()), zip(lp.tolist(), bw.tolist())))
+        return out
+
+    def unigram_log_probs(self):
+        """Natural-log unigram probabilities, float64 (V,); minus infinity
+        for symbols with no stored unigram."""
+        out = np.full(self.num_symbols, -np.inf)
+        syms, lp, _ = self.grams[0]
+        out[syms[:, 0]] = lp
+        return out
 
     # -- queries -----------------------------------------------------------
     def log_prob(self, symbol, history=()):
@@ -115,41 +153,63 @@ class NGramLM:
     def to_dict(self):
         """A dict of standard-JSON values; :meth:`from_dict` inverts it.
 
-        A log-probability of minus infinity is ``None`` (JSON ``null``);
-        every other number is finite.
+        The n-grams are stored by order, in columns: ``"grams"`` is a list
+        with, for n = 1 .. order, ``{"n": n, "symbols": [...], "logp": [...],
+        "bow": [...]}`` where ``symbols`` holds the K_n n-grams' symbols one
+        after the other (K_n * n ids, oldest first).  A log-probability of
+        minus infinity is ``None`` (JSON ``null``); every other number is
+        finite.
         """
+        grams = [{"n": n, "symbols": syms.ravel().tolist(),
+                  "logp": [None if x == -math.inf else x for x in lp.tolist()],
+                  "bow": bw.tolist()}
+                 for n, (syms, lp, bw) in enumerate(self.grams, 1)]
         return {"kind": self.kind, "order": self.order, "num_symbols": self.num_symbols,
                 "bos": self.bos, "eos": self.eos, "unk": self.unk,
                 "unk_logp": _finite_or_none(self.unk_logp), "vocab": self.vocab,
-                "ngrams": [[list(g), _finite_or_none(lp), bw]
-                           for g, (lp, bw) in self.entries.items()],
-                **self._extra()}
+                "grams": grams, **self._extra()}
 
     def _extra(self):
         return {}
 
     @classmethod
     def from_dict(cls, d):
-        """The model :meth:`to_dict` describes (``null`` and ``-Infinity``
-        both read as a log-probability of minus infinity).
+        """The model :meth:`to_dict` describes.  Also reads the row form of
+        older versions (``"ngrams": [[symbols, logp, bow], ...]``, with
+        ``-Infinity`` or ``null`` for minus infinity).
 
         Raises
         ------
         ctcseq.errors.DataError (a ValueError)
             ``d`` is not such a dict, or lacks a field.
         """
+        if isinstance(d, dict):                 # the caller's dict and lists stay as they are
+            d = dict(d)
+            if isinstance(d.get("grams"), list):
+                d["grams"] = list(d["grams"])
+        return NGramLM._from_parsed(d)
+
+    @staticmethod
+    def _from_parsed(d):
+        """:meth:`from_dict`, taking the n-grams out of ``d`` as it goes."""
         kind = d.get("kind") if isinstance(d, dict) else None
         klass = {"ngram": NGramLM, "token-ngram": TokenLM}.get(kind)
         if klass is None:
             raise DataError(f"not an n-gram model dict (kind = {kind!r})")
         try:
-            entries = {tuple(g): (_log_prob(lp), float(bw)) for g, lp, bw in d["ngrams"]}
+            order = int(d["order"])
+            if "grams" in d or "ngrams" not in d:
+                grams = _grams_of_columns(d.pop("grams"), order)
+            else:
+                grams = _grams_of_rows(d.pop("ngrams"), order)
             obj = klass.__new__(klass)
-            NGramLM.__init__(obj, d["order"], entries, d["num_symbols"], d["bos"], d["eos"],
-                             d["unk"], _log_prob(d["unk_logp"]), d.get("vocab"))
+            NGramLM._init(obj, order, grams, d["num_symbols"], d["bos"], d["eos"],
+                          d["unk"], _log_prob(d["unk_logp"]), d.get("vocab"))
             obj._restore(d)
         except KeyError as e:
             raise DataError(f"the {kind} model lacks its field {e.args[0]!r}") from None
+        except DataError as e:
+            raise DataError(f"the {kind} model: {e}") from None
         except (TypeError, ValueError) as e:
             raise DataError(f"the {kind} model holds a malformed value: {e}") from None
         return obj
@@ -177,16 +237,17 @@ class NGramLM:
         """
         _require_file(path, "LM file")
         with open(path, "rb") as f:
-            raw = f.read()
+            head = f.read(8)
         what = f"{path}: not an n-gram LM file (JSON from NGramLM.save, e.g. lm.json from " \
                f"'ctcseq train --lm-order')"
-        if raw.startswith(b"PK"):
+        if head.startswith(b"PK"):
             raise DataError(f"{what}: it is a .npz archive, such as a CTC model (best.npz) "
                             f"or a training checkpoint")
-        if raw.startswith(b"\x93NUMPY"):
+        if head.startswith(b"\x93NUMPY"):
             raise DataError(f"{what}: it is a NumPy array (.npy)")
         try:
-            text = raw.decode("utf-8")
+            with open(path, encoding="utf-8", newline="") as f:
+                text = f.read()
         except UnicodeDecodeError:
             raise DataError(f"{what}: it is a binary file, not UTF-8 text") from None
         if "\\data\\" in text[:4096] and not text.lstrip().startswith("{"):
@@ -197,8 +258,9 @@ class NGramLM:
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: not a valid JSON LM file (line {e.lineno}: "
                             f"{e.msg})") from None
+        del text
         try:
-            obj = NGramLM.from_dict(d)
+            obj = NGramLM._from_parsed(d)       # frees each order's lists once converted
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
         if not isinstance(obj, cls):
@@ -217,23 +279,24 @@ class NGramLM:
             names = self.vocab or [str(i) for i in range(self.num_symbols)]
             if self.vocab is None:
                 names[self.bos], names[self.eos] = "<s>", "</s>"
-        by_order = defaultdict(list)
-        for g, v in self.entries.items():
-            by_order[len(g)].append((g, v))
-        if (self.bos,) not in self.entries:       # ARPA lists <s> as a unigram
-            by_order[1].append(((self.bos,), (-99.0 * _LN10, 0.0)))
+        grams = list(self.grams)
+        syms, lp, bw = grams[0]
+        if not np.any(syms[:, 0] == self.bos):       # ARPA lists <s> as a unigram
+            grams[0] = (np.append(syms, [[self.bos]], axis=0), np.append(lp, -99.0 * _LN10),
+                        np.append(bw, 0.0))
         with atomic_write(path, "w", encoding="utf-8") as f:
             f.write("\\data\\\n")
             for n in range(1, self.order + 1):
-                f.write(f"ngram {n}={len(by_order[n])}\n")
-            for n in range(1, self.order + 1):
+                f.write(f"ngram {n}={len(grams[n - 1][1])}\n")
+            for n, (syms, lp, bw) in enumerate(grams, 1):
                 f.write(f"\n\\{n}-grams:\n")
-                for g, (lp, bw) in sorted(by_order[n]):
-                    words = " ".join(names[s] for s in g)
-                    lp10 = lp / _LN10 if lp != -math.inf else -99.0
+                rows, lp, bw = syms.tolist(), lp.tolist(), bw.tolist()
+                for i in np.lexsort(syms.T[::-1]).tolist():     # by symbols, oldest first
+                    words = " ".join(names[s] for s in rows[i])
+                    lp10 = lp[i] / _LN10 if lp[i] != -math.inf else -99.0
                     line = f"{lp10:.7f}\t{words}"
-                    if n < self.order and bw != 0.0:
-                        line += f"\t{bw / _LN10:.7f}"
+                    if n < self.order and bw[i] != 0.0:
+                        line += f"\t{bw[i] / _LN10:.7f}"
                     f.write(line + "\n")
             f.write("\n\\end\\\n")
 
@@ -433,42 +496,143 @@ def _interpolated(sents, order, method, predicted, bos, eos):
     return entries
 
 
-# --- back-off tables for the kernels -------------------------------------------
+# --- the n-gram arrays, and the back-off tables for the kernels --------------------
 
-def _build_tables(entries, V):
-    """Hash tables of a back-off model (see :mod:`ctcseq.kernels.decode_cpu`)."""
-    ctx_id = {(): 0}
-    ctx_keys, ctx_vals = [], []
+def _grams_of_entries(entries, order):
+    """{symbols tuple: (logp, bow)} -> the arrays of :attr:`NGramLM.grams`."""
+    by_order = [([], [], []) for _ in range(order)]
+    for g, (lp, bw) in dict(entries).items():
+        if not 1 <= len(g) <= order:
+            raise DataError(f"n-gram {tuple(g)} has {len(g)} symbols; the order is {order}")
+        syms, lps, bws = by_order[len(g) - 1]
+        syms.extend(g)
+        lps.append(lp)
+        bws.append(bw)
+    return [_arrays(n, *cols) for n, cols in enumerate(by_order, 1)]
 
-    def ctx_of(h):
-        c = ctx_id.get(h)
-        if c is None:
-            parent = ctx_of(h[1:])
-            c = len(ctx_id)
-            ctx_id[h] = c
-            ctx_keys.append(parent * V + h[0])
-            ctx_vals.append(c)
-        return c
 
+def _grams_of_rows(rows, order):
+    """Older files' ``[[symbols, logp, bow], ...]`` -> the arrays (``null`` and
+    ``-Infinity`` are minus infinity; a repeated n-gram keeps its last values)."""
+    return _grams_of_entries({tuple(g): (_log_prob(lp), float(bw)) for g, lp, bw in rows},
+                             order)
+
+
+def _grams_of_columns(columns, order):
+    """``to_dict``'s ``"grams"`` -> the arrays."""
+    if not isinstance(columns, list) or len(columns) != order:
+        raise DataError(f"'grams' must be a list of {order} orders (one per n = 1 .. "
+                        f"{order})")
+    out = []
+    for n in range(1, order + 1):
+        col, columns[n - 1] = columns[n - 1], None      # its lists freed once converted
+        if not isinstance(col, dict) or col.get("n") != n:
+            raise DataError(f"'grams'[{n - 1}] must be the {n}-grams' columns, "
+                            f"{{\"n\": {n}, \"symbols\": ..., \"logp\": ..., \"bow\": ...}}")
+        lp = [-math.inf if x is None else x for x in col["logp"]]
+        out.append(_arrays(n, col["symbols"], lp, col["bow"]))
+    return out
+
+
+def _arrays(n, symbols, logp, bow):
+    """Flat symbols, log-probabilities and back-off weights of the n-grams of
+    order n -> (int64 (K, n), float64 (K,), float64 (K,))."""
+    lp = np.asarray(logp, np.float64).reshape(-1)
+    bw = np.asarray(bow, np.float64).reshape(-1)
+    flat = np.asarray(symbols)
+    if flat.size and flat.dtype.kind not in "iu":
+        raise DataError(f"the {n}-grams' symbols must be integers")
+    if flat.ndim != 1 or flat.size != n * lp.size or bw.size != lp.size:
+        raise DataError(f"the {n}-grams' columns disagree: {flat.size} symbols, {lp.size} "
+                        f"log-probabilities, {bw.size} back-off weights (want "
+                        f"{n} symbols per log-probability and back-off weight)")
+    return flat.astype(np.int64).reshape(-1, n), lp, bw
+
+
+def _checked_grams(grams, order, V):
+    """The arrays, checked, each order's repeated n-grams reduced to their last."""
+    out = []
+    for n, (syms, lp, bw) in enumerate(grams, 1):
+        bad = (syms < 0) | (syms >= V)
+        if bad.any():
+            raise DataError(f"an {n}-gram holds symbol {int(syms[bad][0])}, outside "
+                            f"[0, {V}) (num_symbols = {V})")
+        if np.isnan(lp).any() or (lp == np.inf).any() or not np.isfinite(bw).all():
+            raise DataError(f"the {n}-grams hold a log-probability of +inf or NaN, or a "
+                            f"back-off weight that is not a finite number")
+        ids = np.sort(_row_ids(syms, V))
+        if (ids[1:] == ids[:-1]).any():
+            ids = _row_ids(syms, V)
+            # the last of each repeated n-gram, in first-seen order (a dict's update)
+            _, last = np.unique(ids[::-1], return_index=True)
+            keep = np.sort(len(ids) - 1 - last)
+            syms, lp, bw = syms[keep], lp[keep], bw[keep]
+        out.append((np.ascontiguousarray(syms), lp, bw))
+    if len(out) != order:
+        raise DataError(f"{len(out)} orders of n-grams for a model of order {order}")
+    return tuple(out)
+
+
+def _row_ids(rows, V):
+    """Ids of the rows of an int array with symbols in [0, V): equal rows,
+    equal ids."""
+    n = rows.shape[1]
+    if n * math.log2(max(V, 2)) < 62:          # the row as a number in base V
+        return rows @ (V ** np.arange(n - 1, -1, -1, dtype=np.int64))
+    ids = np.zeros(rows.shape[0], np.int64)
+    for j in range(n):
+        ids = np.unique(ids * V + rows[:, j], return_inverse=True)[1].reshape(-1)
+    return ids
+
+
+def _build_tables(grams, V):
+    """Hash tables of a back-off model (see :mod:`ctcseq.kernels.decode_cpu`).
+
+    A context (history) h has the id of the trie node reached from the root
+    (id 0, the empty history) along its symbols from the most recent back:
+    ``ctx_keys`` holds ``id(h[1:]) * V + h[0]`` -> ``id(h)``.  The contexts are
+    every n-gram's history and every n-gram with a back-off weight, with all
+    their shorter suffixes; they are numbered one length at a time, so each
+    length is one sort of the keys.
+    """
+    hists = []                          # (rows, role, n): a history of length rows.shape[1]
+    for n, (syms, lp, bw) in enumerate(grams, 1):
+        hists.append((syms[:, :-1], "history", n))
+        backs = np.flatnonzero(bw != 0.0)
+        hists.append((syms[backs], "context", n))
+    node = [np.zeros(len(h), np.int64) for h, _, _ in hists]
+    ctx_keys, ctx_vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    count = 1
+    for length in range(1, max(h.shape[1] for h, _, _ in hists) + 1):
+        live = [i for i, (h, _, _) in enumerate(hists) if h.shape[1] >= length and len(h)]
+        if not live:
+            continue
+        keys = np.concatenate([node[i] * V + hists[i][0][:, -length] for i in live])
+        uniq, inv = np.unique(keys, return_inverse=True)
+        inv = inv.reshape(-1) + count
+        at = 0
+        for i in live:
+            node[i] = inv[at:at + len(hists[i][0])]
+            at += len(hists[i][0])
+        ctx_keys.append(uniq)
+        ctx_vals.append(np.arange(count, count + len(uniq), dtype=np.int64))
+        count += len(uniq)
+    bows = np.zeros(count, np.float64)
     pkeys, pvals = [], []
-    for g, (lp, _) in entries.items():
-        c = ctx_of(g[:-1])
-        if lp != -math.inf:
-            pkeys.append(c * V + g[-1])
-            pvals.append(lp)
-    for g, (_, bw) in entries.items():
-        if bw != 0.0:
-            ctx_of(g)
-    bows = np.zeros(len(ctx_id), np.float64)
-    for g, (_, bw) in entries.items():
-        if g in ctx_id:
-            bows[ctx_id[g]] = bw
-    ck, cslots = _k.build_table(np.asarray(ctx_keys, np.int64))
+    for (h, role, n), ids in zip(hists, node):
+        syms, lp, bw = grams[n - 1]
+        if role == "history":
+            finite = lp != -math.inf
+            pkeys.append(ids[finite] * V + syms[finite, -1])
+            pvals.append(lp[finite])
+        else:
+            bows[ids] = bw[bw != 0.0]
+    ck, cslots = _k.build_table(np.concatenate(ctx_keys))
     child = np.zeros(ck.shape[0], np.int64)
-    child[cslots] = np.asarray(ctx_vals, np.int64)
-    pk, pslots = _k.build_table(np.asarray(pkeys, np.int64))
+    child[cslots] = np.concatenate(ctx_vals)
+    pk, pslots = _k.build_table(np.concatenate(pkeys))
     pv = np.zeros(pk.shape[0], np.float64)
-    pv[pslots] = np.asarray(pvals, np.float64)
+    pv[pslots] = np.concatenate(pvals)
     return ck, child, bows, pk, pv
 
 
@@ -500,94 +664,131 @@ def read_arpa(path):
     """
     _require_file(path, "ARPA file")
     with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().split("\n")
-    i = 0
-    nline = len(lines)
+        return _read_arpa(_Lines(f), path)
 
+
+class _Lines:
+    """A text file's lines as ``text.split("\\n")`` gives them, read one at a
+    time (an ARPA file can be far larger than its model's arrays): ``cur`` is
+    line ``i`` (0-based), None past the end."""
+
+    def __init__(self, f):
+        self._it = self._split(f)
+        self.i = -1
+        self.advance()
+
+    @staticmethod
+    def _split(f):
+        line = "\n"
+        for line in f:
+            yield line[:-1] if line.endswith("\n") else line
+        if line.endswith("\n"):
+            yield ""
+
+    def advance(self):
+        self.i += 1
+        self.cur = next(self._it, None)
+
+    def skip_blank(self):
+        while self.cur is not None and not self.cur.strip():
+            self.advance()
+
+
+def _read_arpa(lines, path):
     def err(lineno, msg):
         return DataError(f"{path}, line {lineno}: {msg}")
 
-    while i < nline and lines[i].strip() != "\\data\\":
-        i += 1
-    if i == nline:
+    while lines.cur is not None and lines.cur.strip() != "\\data\\":
+        lines.advance()
+    if lines.cur is None:
         raise err(1, "no \\data\\ section: not an ARPA file")
-    i += 1
+    lines.advance()
     counts = {}
-    while i < nline and lines[i].strip():
-        ln = lines[i].strip()
+    while lines.cur is not None and lines.cur.strip():
+        ln = lines.cur.strip()
         if not ln.startswith("ngram "):
-            raise err(i + 1, f"expected 'ngram N=count' in the \\data\\ section, got {ln!r}")
+            raise err(lines.i + 1, f"expected 'ngram N=count' in the \\data\\ section, "
+                                   f"got {ln!r}")
         try:
             n, c = ln[6:].split("=")
             n, c = int(n), int(c)
         except ValueError:
-            raise err(i + 1, f"malformed count line {ln!r}") from None
+            raise err(lines.i + 1, f"malformed count line {ln!r}") from None
         if n != len(counts) + 1 or c < 0:
-            raise err(i + 1, f"unexpected count line {ln!r} (orders must be 1, 2, ... "
-                             "with counts >= 0)")
+            raise err(lines.i + 1, f"unexpected count line {ln!r} (orders must be 1, 2, ... "
+                                   "with counts >= 0)")
         counts[n] = c
-        i += 1
+        lines.advance()
     if not counts:
-        raise err(i + 1, "the \\data\\ section lists no n-gram counts")
+        raise err(lines.i + 1, "the \\data\\ section lists no n-gram counts")
     order = len(counts)
-    vocab, word_id, entries = [], {}, {}
-
-    def wid(w):
-        j = word_id.get(w)
-        if j is None:
-            j = word_id[w] = len(vocab)
-            vocab.append(w)
-        return j
+    vocab, word_id, grams = [], {}, []
 
     for n in range(1, order + 1):
-        while i < nline and not lines[i].strip():
-            i += 1
-        if i == nline:
-            raise err(i, f"file ends before the \\{n}-grams: section (truncated?)")
-        if lines[i].strip() != f"\\{n}-grams:":
-            raise err(i + 1, f"expected '\\{n}-grams:', got {lines[i].strip()!r}")
-        i += 1
+        lines.skip_blank()
+        if lines.cur is None:
+            raise err(lines.i, f"file ends before the \\{n}-grams: section (truncated?)")
+        if lines.cur.strip() != f"\\{n}-grams:":
+            raise err(lines.i + 1, f"expected '\\{n}-grams:', got {lines.cur.strip()!r}")
+        lines.advance()
+        syms, lps, bws = [], [], []
         for _ in range(counts[n]):
-            if i == nline or not lines[i].strip() or lines[i].startswith("\\"):
-                raise err(i + 1, f"the \\{n}-grams: section ends after fewer than the "
-                                 f"{counts[n]} n-grams announced (truncated?)")
-            parts = lines[i].split()
+            line = lines.cur
+            if line is None or not line.strip() or line.startswith("\\"):
+                raise err(lines.i + 1, f"the \\{n}-grams: section ends after fewer than the "
+                                       f"{counts[n]} n-grams announced (truncated?)")
+            parts = line.split()
             if len(parts) not in (n + 1, n + 2):
-                raise err(i + 1, f"expected 'log10(p) w1 .. w{n} [log10(bow)]', "
-                                 f"got {len(parts)} fields")
+                raise err(lines.i + 1, f"expected 'log10(p) w1 .. w{n} [log10(bow)]', "
+                                       f"got {len(parts)} fields")
             try:
                 lp = float(parts[0])
                 bw = float(parts[n + 1]) if len(parts) == n + 2 else 0.0
             except ValueError:
-                raise err(i + 1, f"probability or back-off weight is not a number: "
-                                 f"{lines[i].strip()!r}") from None
+                raise err(lines.i + 1, f"probability or back-off weight is not a number: "
+                                       f"{line.strip()!r}") from None
             if not (math.isfinite(lp) and math.isfinite(bw)) or lp > 0:
-                raise err(i + 1, f"log10 probability must be finite and <= 0, back-off "
-                                 f"finite: {lines[i].strip()!r}")
+                raise err(lines.i + 1, f"log10 probability must be finite and <= 0, back-off "
+                                       f"finite: {line.strip()!r}")
             if n == 1:
-                g = (wid(parts[1]),)
+                w = parts[1]
+                j = word_id.get(w)
+                if j is None:
+                    j = word_id[w] = len(vocab)
+                    vocab.append(w)
+                syms.append(j)
             else:
                 try:
-                    g = tuple(word_id[w] for w in parts[1:n + 1])
+                    syms.extend([word_id[w] for w in parts[1:n + 1]])
                 except KeyError as e:
-                    raise err(i + 1, f"word {e.args[0]!r} has no unigram") from None
-            entries[g] = (lp * _LN10, bw * _LN10)
-            i += 1
-    while i < nline and not lines[i].strip():
-        i += 1
-    if i == nline:
-        raise err(i, "missing \\end\\ (truncated?)")
-    if lines[i].strip() != "\\end\\":
-        raise err(i + 1, f"expected \\end\\ after {counts[order]} {order}-grams, got "
-                         f"{lines[i].strip()!r} (more n-grams than announced?)")
-    bos, eos = wid("<s>"), wid("</s>")
+                    raise err(lines.i + 1, f"word {e.args[0]!r} has no unigram") from None
+            lps.append(lp * _LN10)
+            bws.append(bw * _LN10)
+            lines.advance()
+        grams.append(_arrays(n, np.asarray(syms, np.int64), lps, bws))
+    lines.skip_blank()
+    if lines.cur is None:
+        raise err(lines.i, "missing \\end\\ (truncated?)")
+    if lines.cur.strip() != "\\end\\":
+        raise err(lines.i + 1, f"expected \\end\\ after {counts[order]} {order}-grams, got "
+                               f"{lines.cur.strip()!r} (more n-grams than announced?)")
+    for w in ("<s>", "</s>"):
+        if w not in word_id:
+            word_id[w] = len(vocab)
+            vocab.append(w)
+    bos, eos = word_id["<s>"], word_id["</s>"]
     if "<unk>" in word_id:
         unk = word_id["<unk>"]
-        unk_logp = entries[(unk,)][0]
+        unk_logp = None         # its unigram's, once repeated unigrams are resolved
     else:
         unk = len(vocab)        # an id past the vocabulary: no unigram stored
         unk_logp = _DEFAULT_UNK_LOG10 * _LN10
-    return NGramLM(order, entries, len(vocab) + 1, bos, eos, unk, unk_logp, vocab)
+    lm = NGramLM.__new__(NGramLM)
+    lm._init(order, grams, len(vocab) + 1, bos, eos, unk, 0.0 if unk_logp is None else unk_logp,
+             vocab)
+    if unk_logp is None:
+        lm.unk_logp = float(lm.unigram_log_probs()[unk])
+    return lm
 
 
 # --- word models at word boundaries ---------------------------------------------------
@@ -706,7 +907,8 @@ class WordLM:
     def _build_trie(self, pairs):
         C = len(self.tokens)
         w2i = self.ngram.word_to_id
-        uni = self.ngram.entries
+        uni = self.ngram.unigram_log_probs()
+        uni = np.append(uni, -np.inf)       # an unk id past the symbols: no unigram
         child = {}
         word_at = [-1]
         for w, seq in pairs:
@@ -719,8 +921,7 @@ class WordLM:
                 node = nxt
             wid = w2i.get(w, self.ngram.unk)
             old = word_at[node]
-            if old < 0 or (uni.get((wid,), (-math.inf,))[0] >
-                           uni.get((old,), (-math.inf,))[0]):
+            if old < 0 or uni[min(wid, len(uni) - 1)] > uni[min(old, len(uni) - 1)]:
                 word_at[node] = wid
         keys = np.asarray([n * C + c for (n, c) in child], np.int64)
         lk, slots = _k.build_table(keys)

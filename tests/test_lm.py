@@ -1,6 +1,7 @@
 """Token n-gram training (against probabilities worked out by hand), normalisation,
 persistence, the ARPA reader and lexicons."""
 import itertools
+import json
 import math
 
 import numpy as np
@@ -366,3 +367,104 @@ def test_constrained_search_never_ends_mid_word(arpa_path, delimiter):
                 w = next((w for w in spellings if tuple(names[:len(w)]) == w), None)
                 assert w is not None, names
                 names = names[len(w):]
+
+
+# --- the arrays and their hash tables ----------------------------------------------
+
+def backed_off(entries, unk_logp, w, h):
+    """ARPA back-off read straight from {gram: (logp, bow)} (a log-probability of
+    minus infinity: the gram is stored only as a history)."""
+    acc = 0.0
+    for k in range(len(h), -1, -1):
+        ctx = tuple(h[len(h) - k:])
+        lp = entries.get(ctx + (w,), (-math.inf, 0.0))[0]
+        if lp != -math.inf:
+            return acc + lp
+        acc += entries.get(ctx, (0.0, 0.0))[1] if ctx else 0.0
+    return unk_logp
+
+
+def random_entries(rng, V, order, per_order):
+    entries = {}
+    for n in range(1, order + 1):
+        for _ in range(per_order):
+            g = tuple(int(x) for x in rng.integers(0, V, n))
+            lp = -math.inf if (n > 1 and rng.random() < 0.15) else float(-rng.random() * 5)
+            bw = float(-rng.random()) if (n < order and rng.random() < 0.6) else 0.0
+            entries[g] = (lp, bw)
+    return entries
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tables_give_the_back_off_of_every_history(seed):
+    """Random models (histories stored only for their back-off weight, grams
+    whose history is no gram, symbols with no unigram) against back-off read
+    from the dict; every history of up to order - 1 symbols."""
+    rng = np.random.default_rng(seed)
+    V, order = 6, 4
+    entries = random_entries(rng, V, order, 60)
+    lm = NGramLM(order, entries, V, bos=V - 1, eos=V - 2, unk=V - 2, unk_logp=-7.5)
+    assert lm.entries == entries
+    for L in range(order):
+        for h in itertools.product(range(V), repeat=L):
+            got = lm.log_probs(list(range(V)), [h] * V)
+            want = [backed_off(entries, -7.5, w, h) for w in range(V)]
+            np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
+
+
+def test_grams_are_arrays_and_round_trip_through_json(tmp_path):
+    rng = np.random.default_rng(5)
+    entries = random_entries(rng, 9, 3, 40)
+    lm = NGramLM(3, entries, 9, bos=8, eos=7, unk=7, unk_logp=-math.inf)
+    assert [g[0].shape[1] for g in lm.grams] == [1, 2, 3]
+    assert sum(len(g[1]) for g in lm.grams) == len(entries)
+    lm.save(tmp_path / "lm.json")
+    back = NGramLM.load(tmp_path / "lm.json")
+    assert back.entries == entries
+    d = json.loads((tmp_path / "lm.json").read_text())
+    again = NGramLM.from_dict(d)
+    assert d == json.loads((tmp_path / "lm.json").read_text())      # left as it was
+    assert again.entries == entries
+    for a, b in zip(back.tables, lm.tables):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_repeated_ngrams_keep_their_last_values(tmp_path):
+    """As a dict (and the older row form) would: a repeated n-gram in a file's
+    columns or an ARPA file keeps its last values."""
+    lm = NGramLM(2, {(0,): (-1.0, -0.5), (1,): (-2.0, 0.0), (0, 1): (-0.3, 0.0)}, 3,
+                 bos=2, eos=1, unk=1, unk_logp=-9.0)
+    d = lm.to_dict()
+    d["grams"][1] = {"n": 2, "symbols": [0, 1, 0, 1], "logp": [-0.3, -0.1], "bow": [0, 0]}
+    twice = NGramLM.from_dict(d)
+    assert twice.entries[(0, 1)] == (-0.1, 0.0) and twice.log_prob(1, [0]) == -0.1
+    assert len(twice.grams[1][1]) == 1
+    arpa = tmp_path / "twice.arpa"
+    arpa.write_text(ARPA.replace("ngram 2=3", "ngram 2=4").replace(
+        "-0.9\tb </s>\n", "-0.9\tb </s>\n-0.2\ta b\t-0.6\n"))
+    word = read_arpa(str(arpa))
+    i = word.word_to_id
+    assert word.log_prob(i["b"], [i["a"]]) == pytest.approx(-0.2 * LN10)
+    assert word.log_prob(i["</s>"], [i["a"], i["b"]]) == pytest.approx((-0.6 - 0.9) * LN10)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d["grams"][1].update(symbols=d["grams"][1]["symbols"][:-1]), "disagree"),
+    (lambda d: d["grams"][0].update(symbols=[0, 1, 5]), r"symbol 5, outside \[0, 3\)"),
+    (lambda d: d["grams"][0].update(symbols=[0, 1, -1]), "symbol -1"),
+    (lambda d: d["grams"][0].update(symbols=[0, 1, "a"]), "integers"),
+    (lambda d: d["grams"][0].update(bow=[0, None, 0]), "malformed|back-off"),
+    (lambda d: d["grams"].pop(), "list of 2 orders"),
+    (lambda d: d["grams"][1].update(n=3), "2-grams' columns"),
+    (lambda d: d.pop("grams"), "lacks its field 'grams'"),
+])
+def test_malformed_columns_are_refused_by_name(tmp_path, edit, match):
+    lm = NGramLM(2, {(0,): (-1.0, -0.5), (1,): (-2.0, 0.0), (2,): (-1.0, 0.0),
+                     (0, 1): (-0.3, 0.0)}, 3, bos=2, eos=1, unk=1, unk_logp=-9.0)
+    d = lm.to_dict()
+    edit(d)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=match) as info:
+        NGramLM.load(p)
+    assert str(p) in str(info.value)
