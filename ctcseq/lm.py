@@ -555,7 +555,7 @@ def _checked_grams(grams, order, V):
     for n, (syms, lp, bw) in enumerate(grams, 1):
         bad = (syms < 0) | (syms >= V)
         if bad.any():
-            raise DataError(f"an {n}-gram holds symbol {int(syms[bad][0])}, outside "
+            raise DataError(f"one of the {n}-grams holds symbol {int(syms[bad][0])}, outside "
                             f"[0, {V}) (num_symbols = {V})")
         if np.isnan(lp).any() or (lp == np.inf).any() or not np.isfinite(bw).all():
             raise DataError(f"the {n}-grams hold a log-probability of +inf or NaN, or a "
@@ -619,7 +619,7 @@ def _build_tables(grams, V):
         count += len(uniq)
     bows = np.zeros(count, np.float64)
     pkeys, pvals = [], []
-    for (h, role, n), ids in zip(hists, node):
+    for (_, role, n), ids in zip(hists, node):
         syms, lp, bw = grams[n - 1]
         if role == "history":
             finite = lp != -math.inf
