@@ -393,11 +393,13 @@ def pack_recurrent(whh, bias, cw, out):
                 blk[H, jj] = bias[q + jj]
 
 
-def _gemm_acc(m, n, k, a, lda, b, ldb, c, ldc):
+def _gemm_acc(m, n, k, a, lda, b, ldb, c, ldc, one):
     """Column-major ``C (m, n) += A (m, k) @ B (k, n)`` through BLAS; Numba only.
 
     a, b, c: arrays whose first element is the matrix's first element,
-    leading dimensions lda, ldb, ldc.  A row-major ``C += A @ B`` is the
+    leading dimensions lda, ldb, ldc; one: a 1-element array holding 1 in
+    their dtype (alpha and beta, made once by the caller rather than on
+    every call of this hot loop).  A row-major ``C += A @ B`` is the
     column-major ``C.T += B.T @ A.T``: the same call with the operands
     swapped (see :func:`lstm_infer_steps`).
     """
@@ -405,16 +407,14 @@ def _gemm_acc(m, n, k, a, lda, b, ldb, c, ldc):
 
 
 @overload(_gemm_acc)
-def _ov_gemm_acc(m, n, k, a, lda, b, ldb, c, ldc):
+def _ov_gemm_acc(m, n, k, a, lda, b, ldb, c, ldc, one):
     # Numba's own entry to SciPy's BLAS (what np.dot calls), reached directly
     # for what np.dot cannot do: beta = 1 and an output with a row stride.
     # The function is named by symbol, so cached code stays valid.
     gemm = _BLAS().numba_xxgemm(a.dtype)
     kind = ord("s" if a.dtype == types.float32 else "d")
-    dtype = np.float32 if a.dtype == types.float32 else np.float64
 
-    def impl(m, n, k, a, lda, b, ldb, c, ldc):
-        one = np.ones(1, dtype)
+    def impl(m, n, k, a, lda, b, ldb, c, ldc, one):
         gemm(kind, ord("N"), ord("N"), m, n, k, one.ctypes, a.ctypes, lda,
              b.ctypes, ldb, one.ctypes, c.ctypes, ldc)
     return impl
@@ -496,6 +496,7 @@ def lstm_infer_steps(gx, wpk, cw, peep, lengths, reverse, s0, s1, y, col0, h, c)
     # and runs ~25% slower per sequence (N = 64 or 80 at H = 250).
     groups = -(-N // max(8, min(48, 1000000 // (cw * (H + 1)))))
     ng = -(-N // groups)
+    one = np.ones(1, gx.dtype)
     for s in range(s0, s1):
         r = s1 - 1 - s if reverse else s - s0
         # Row-major gx[r][n0:n1, q:q+w] += h[n0:n1] (., H+1) @ chunk (H+1, w)
@@ -506,7 +507,7 @@ def lstm_infer_steps(gx, wpk, cw, peep, lengths, reverse, s0, s1, y, col0, h, c)
                     q = g * H + c0
                     w = min(cw, H - c0)
                     _gemm_acc(w, min(ng, N - n0), H + 1, wpk[q * (H + 1):], w,
-                              h[n0:], H + 1, flat[(r * N + n0) * G + q:], G)
+                              h[n0:], H + 1, flat[(r * N + n0) * G + q:], G, one)
         for n in range(N):
             L = lengths[n]
             if s >= L:
