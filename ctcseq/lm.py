@@ -560,9 +560,9 @@ def _checked_grams(grams, order, V):
         if np.isnan(lp).any() or (lp == np.inf).any() or not np.isfinite(bw).all():
             raise DataError(f"the {n}-grams hold a log-probability of +inf or NaN, or a "
                             f"back-off weight that is not a finite number")
-        ids = np.sort(_row_ids(syms, V))
-        if (ids[1:] == ids[:-1]).any():
-            ids = _row_ids(syms, V)
+        ids = _row_ids(syms, V)
+        sorted_ids = np.sort(ids)
+        if (sorted_ids[1:] == sorted_ids[:-1]).any():
             # the last of each repeated n-gram, in first-seen order (a dict's update)
             _, last = np.unique(ids[::-1], return_index=True)
             keep = np.sort(len(ids) - 1 - last)

@@ -28,7 +28,7 @@ from .datadir import atomic_write
 from .decode import greedy_decode
 from .device import CPU
 from .errors import DataError, UserError
-from .nn import BiLSTM, Linear, _positive_int, dropout_mask
+from .nn import BiLSTM, Linear, _positive_int, _to_place, dropout_mask
 
 FORMAT = "ctcseq.CTCModel"
 FORMAT_VERSION = 1
@@ -220,9 +220,7 @@ class CTCModel:
     def _logits(self, x, lengths, dropout=0.0, rng=None):
         xs, out_lengths = self._stack(x, lengths)
         h = self.lstm.forward(xs, out_lengths, dropout, rng)
-        self._out_mask = dropout_mask(h.shape, dropout, rng, self.dtype)
-        if self._out_mask is not None and self.place.is_cuda:
-            self._out_mask = self.place.asarray(self._out_mask)
+        self._out_mask = _to_place(dropout_mask(h.shape, dropout, rng, self.dtype), self.place)
         if self._out_mask is not None:
             h = h * self._out_mask
         return self.out.forward(h), out_lengths

@@ -107,8 +107,8 @@ class Adam:
         c2 = 1.0 - self.beta2 ** self.t
         if self.place.is_cuda:
             from .kernels.optim_cuda import adam_update as adam_update_cuda
+            v = self.place.kernel
             for k, p in self.params.items():
-                v = self.place.kernel
                 g = self.place.xp.ascontiguousarray(grads[k]).reshape(-1)
                 adam_update_cuda(v(p.reshape(-1)), v(g), v(self.m[k].reshape(-1)),
                                  v(self.v[k].reshape(-1)), self.lr, self.beta1, self.beta2, c1, c2,
